@@ -1,0 +1,223 @@
+"""The `dedup` command. It holds no logic the library lacks: it reads files, calls dedup.api,
+prints. A DedupError is printed as one line with a non-zero exit; anything else is our bug."""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+
+from dedup import __version__
+from dedup.api import collapse, explain, find_repeats
+from dedup.config import KEEPS, SHINGLES, UNITS, Config
+from dedup.errors import DedupError, InputError
+
+EXCERPT = 60
+
+FIND_EXAMPLE = """example:
+  dedup find                         # the bundled sample article (seeds/)
+  dedup find article.txt --json      # one JSON object per file
+  dedup find corpus_dir/ --unit sentence --threshold 0.7
+"""
+COLLAPSE_EXAMPLE = """example:
+  dedup collapse article.txt -o article.clean.txt
+  dedup collapse article.txt --keep longest > clean.txt
+"""
+EXPLAIN_EXAMPLE = """example:
+  dedup explain a.txt b.txt
+  dedup explain a.txt b.txt --json
+"""
+
+
+def _seed_dir() -> Path:
+    packaged = Path(__file__).parent / "seeds"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "seeds"
+
+
+def read_text(path: Path) -> str:
+    """The UTF-8 text of a file, line ends as they are; a clear InputError otherwise."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise InputError(
+            f"{path} line {line}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset "
+            f"{err.start})"
+        ) from None
+
+
+def expand_inputs(names: list[str]) -> list[Path]:
+    """Files named, and the .txt files (sorted) of folders named."""
+    paths = []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.txt") if p.is_file())
+            if not found:
+                raise InputError(f"{path}: folder holds no .txt files")
+            paths.extend(found)
+        elif not path.exists():
+            raise InputError(f"{path}: no such file")
+        else:
+            paths.append(path)
+    return paths
+
+
+def _add_config_options(parser):
+    parser.add_argument("--unit", choices=UNITS, default="paragraph",
+                        help="what is compared (default: paragraph, every non-blank line)")
+    parser.add_argument("--shingle", choices=SHINGLES, default="char",
+                        help="character or word n-grams (default: char)")
+    parser.add_argument("--ngram", type=int, default=5, help="n-gram size (default: 5)")
+    parser.add_argument("--threshold", type=float, default=0.8,
+                        help="Jaccard similarity of near-duplicates (default: 0.8)")
+    parser.add_argument("--containment-threshold", type=float, default=0.9,
+                        help="share of a unit found in a larger one to call it contained (0.9)")
+    parser.add_argument("--min-contained-length", type=int, default=40,
+                        help="normalized characters a contained copy needs (default: 40)")
+    parser.add_argument("--num-perm", type=int, default=128, help="MinHash permutations (128)")
+    parser.add_argument("--seed", type=int, default=1, help="MinHash seed (default: 1)")
+    parser.add_argument("--keep", choices=KEEPS, default="first",
+                        help="which copy a group keeps (default: first)")
+
+
+def _config(args) -> Config:
+    names = {f.name for f in fields(Config)}
+    return Config(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= EXCERPT else text[:EXCERPT - 1] + "…"
+
+
+def cmd_find(args, out) -> int:
+    config = _config(args)
+    paths = expand_inputs(args.files) if args.files else expand_inputs([str(_seed_dir())])
+    for path in paths:
+        groups = find_repeats(read_text(path), config)
+        if args.json:
+            record = {"file": str(path), "groups": [g.to_dict() for g in groups]}
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            continue
+        out.write(f"{path}: {len(groups)} repeated group{'s' if len(groups) != 1 else ''}\n")
+        for number, group in enumerate(groups, 1):
+            kinds = sorted({m.kind for m in group.repeats})
+            out.write(f"  group {number}: {', '.join(kinds)}, {len(group.members)} members\n")
+            for member in group.members:
+                label = "kept" if member.is_representative else \
+                    f"{member.kind} {member.similarity:.3f}"
+                out.write(f"    line {member.line:>4}  {label:<15} {_excerpt(member.text)}\n")
+    return 0
+
+
+def _write_atomic(path: Path, data: bytes):
+    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_collapse(args, out) -> int:
+    config = _config(args)
+    text = collapse(read_text(Path(args.file)), config)
+    data = text.encode("utf-8", "surrogatepass")
+    if args.output:
+        try:
+            _write_atomic(Path(args.output), data)
+        except OSError as err:
+            raise InputError(f"{args.output}: cannot write ({err.strerror})") from None
+    else:
+        out.flush()
+        getattr(out, "buffer", out).write(data)
+    return 0
+
+
+def cmd_explain(args, out) -> int:
+    config = _config(args)
+    a, b = read_text(Path(args.a)), read_text(Path(args.b))
+    result = explain(a, b, config)
+    if args.json:
+        out.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        return 0
+    out.write(f"verdict: {result.verdict or 'no repeat'}\n")
+    out.write(f"jaccard {result.jaccard:.3f}, containment a in b {result.containment_a_in_b:.3f}, "
+              f"b in a {result.containment_b_in_a:.3f}, minhash estimate "
+              f"{result.minhash_estimate:.3f}\n")
+    out.write(f"shingles: a {result.shingles_a}, b {result.shingles_b}, "
+              f"shared {result.shingles_shared}\n")
+    out.write(f"LSH: {len(result.bands_collided)} of {result.bands} bands ({result.rows} rows) "
+              f"collided{': ' + ' '.join(map(str, result.bands_collided)) if result.bands_collided else ''}\n")
+    for p in result.passages:
+        out.write(f"shared passage ({p.length} chars): a[{p.a_start}:{p.a_end}] "
+                  f"b[{p.b_start}:{p.b_end}]  {_excerpt(a[p.a_start:p.a_end])}\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dedup", description="Find and remove repeated and near-duplicate text.")
+    parser.add_argument("--version", action="version", version=f"dedup {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    formatter = argparse.RawDescriptionHelpFormatter
+
+    find = sub.add_parser("find", help="print the repeated groups of each text file",
+                          epilog=FIND_EXAMPLE, formatter_class=formatter)
+    find.add_argument("files", nargs="*", help="text files or folders (default: bundled seeds/)")
+    find.add_argument("--json", action="store_true", help="one JSON object per file")
+    _add_config_options(find)
+    find.set_defaults(handler=cmd_find)
+
+    col = sub.add_parser("collapse", help="write a text file with its repeats removed",
+                         epilog=COLLAPSE_EXAMPLE, formatter_class=formatter)
+    col.add_argument("file")
+    col.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
+    _add_config_options(col)
+    col.set_defaults(handler=cmd_collapse)
+
+    exp = sub.add_parser("explain", help="why two text files match or not",
+                         epilog=EXPLAIN_EXAMPLE, formatter_class=formatter)
+    exp.add_argument("a")
+    exp.add_argument("b")
+    exp.add_argument("--json", action="store_true")
+    _add_config_options(exp)
+    exp.set_defaults(handler=cmd_explain)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(encoding="utf-8", errors="replace")
+    try:
+        return args.handler(args, sys.stdout)
+    except DedupError as err:
+        if args.debug:
+            raise
+        print(f"dedup: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""The engine: strings in, arrays through the kernels, groups of units out.
+
+The only module that knows both worlds. The data flow is one way:
+units -> normalize + shingle -> exact classes (xxh64 of the normalized unit)
+-> candidates (all pairs when few, else MinHash + LSH bands) -> exact verification
+-> groups (each member verified directly against the kept representative).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dedup.config import Config
+from dedup.kernels.band import band_keys, candidate_pairs
+from dedup.kernels.minhash import minhash_signatures
+from dedup.kernels.normalize import normalize_units
+from dedup.kernels.shingle import CHAR, WORD, shingle_units, unit_hashes
+from dedup.kernels.unionfind import connected_components
+from dedup.kernels.verify import pair_similarities
+from dedup.normtable import load_table
+
+SHINGLE_SEED = np.uint64(0)  # fixed: shingle hashes mean the same thing whatever Config.seed
+UNIT_HASH_SEED = np.uint64(0x5EED)
+EXACT, NEAR, CONTAINED = "exact", "near", "contained"
+
+
+def codepoints(text: str) -> np.ndarray:
+    """The code points of `text` as uint32; index i is text[i] (lone surrogates included)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+@dataclass
+class Prepared:
+    """Normalized, shingled units: the arrays every later stage reads.
+
+    norm_lengths: int64 normalized characters per unit; shingles/shingle_offsets: CSR of sorted
+    distinct uint64 shingle hashes; hashes: uint64 xxh64 of each normalized unit.
+    norm/norm_offsets/origins: the normalized code points (kept only when asked for).
+    """
+
+    norm_lengths: np.ndarray
+    shingles: np.ndarray
+    shingle_offsets: np.ndarray
+    hashes: np.ndarray
+    norm: np.ndarray | None = None
+    norm_offsets: np.ndarray | None = None
+    origins: np.ndarray | None = None
+
+    def __len__(self):
+        return self.norm_lengths.size
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.shingle_offsets)
+
+
+def prepare(cps, starts, ends, config: Config, keep_normalized=False) -> Prepared:
+    """Normalize and shingle the units cps[starts[u]:ends[u]]."""
+    table, exp_offsets, exp_values = load_table()
+    is_word = config.shingle == "word"
+    norm, norm_offsets, origins = normalize_units(
+        cps, np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64),
+        table, exp_offsets, exp_values, is_word, keep_normalized,
+    )
+    shingles, shingle_offsets = shingle_units(
+        norm, norm_offsets, config.ngram, WORD if is_word else CHAR, SHINGLE_SEED
+    )
+    hashes = unit_hashes(norm, norm_offsets, UNIT_HASH_SEED)
+    prepared = Prepared(np.diff(norm_offsets), shingles, shingle_offsets, hashes)
+    if keep_normalized:
+        prepared.norm, prepared.norm_offsets, prepared.origins = norm, norm_offsets, origins
+    return prepared
+
+
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) uint32[num_perm] of datasketch's affine32 scheme for this seed, bit for bit."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
+def signatures(shingles, shingle_offsets, config: Config) -> np.ndarray:
+    """MinHash signatures uint32[n_units, num_perm]."""
+    a, b = permutations(config.num_perm, config.seed)
+    return minhash_signatures(shingles, shingle_offsets, a, b)
+
+
+def subset_csr(values, offsets, rows):
+    """CSR of the chosen rows only (int64 row indices)."""
+    sizes = offsets[rows + 1] - offsets[rows]
+    new_offsets = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum(sizes, out=new_offsets[1:])
+    if rows.size == 0:
+        return values[:0], new_offsets
+    pieces = [values[offsets[r]:offsets[r + 1]] for r in rows.tolist()]
+    return np.concatenate(pieces), new_offsets
+
+
+@dataclass
+class Edges:
+    """Verified pairs between units (left < right) with their exact similarities."""
+
+    left: np.ndarray
+    right: np.ndarray
+    jaccard: np.ndarray
+    containment: np.ndarray
+
+
+def exact_classes(prepared: Prepared, active: np.ndarray):
+    """Units grouped by the hash of their normalized text.
+
+    Returns (heads, head_of): heads are the first unit of each class, in unit order;
+    head_of[u] is the head of u's class (-1 for inactive units).
+    """
+    order = active[np.lexsort((active, prepared.hashes[active]))]
+    head_of = np.full(len(prepared), -1, dtype=np.int64)
+    if order.size == 0:
+        return order, head_of
+    sorted_hashes = prepared.hashes[order]
+    is_new = np.ones(order.size, dtype=bool)
+    is_new[1:] = sorted_hashes[1:] != sorted_hashes[:-1]
+    class_index = np.cumsum(is_new) - 1
+    class_heads = order[is_new]  # within a class the order is by unit index: first is head
+    head_of[order] = class_heads[class_index]
+    heads = np.sort(class_heads)
+    return heads, head_of
+
+
+def candidates(prepared: Prepared, heads: np.ndarray, config: Config):
+    """Candidate pairs among heads (indices into heads): every pair when that is at most
+    config.exhaustive_pairs, else those sharing an LSH band."""
+    n_heads = heads.size
+    if n_heads * (n_heads - 1) // 2 <= config.exhaustive_pairs:
+        left, right = np.triu_indices(n_heads, 1)
+        return left.astype(np.int64), right.astype(np.int64)
+    shingles, offsets = subset_csr(prepared.shingles, prepared.shingle_offsets, heads)
+    bands, rows = config.band_rows
+    keys = band_keys(signatures(shingles, offsets, config), bands, rows)
+    return candidate_pairs(keys, config.max_bucket)
+
+
+def is_edge(jaccard, containment, shorter_length, config: Config):
+    """Whether a verified pair is a repeat: near-duplicates, or a contained copy long enough."""
+    return (jaccard >= config.threshold) | (
+        (containment >= config.containment_threshold)
+        & (shorter_length >= config.min_contained_length)
+    )
+
+
+def verified_edges(prepared: Prepared, heads: np.ndarray, config: Config) -> Edges:
+    """Candidates among heads, verified on the exact shingle sets; only repeats are kept."""
+    left, right = candidates(prepared, heads, config)
+    left, right = heads[left], heads[right]
+    jaccard, containment = pair_similarities(
+        prepared.shingles, prepared.shingle_offsets, left, right
+    )
+    shorter = np.minimum(prepared.norm_lengths[left], prepared.norm_lengths[right])
+    keep = is_edge(jaccard, containment, shorter, config)
+    return Edges(left[keep], right[keep], jaccard[keep], containment[keep])
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One unit of a group: its kind relative to the representative and the similarity."""
+
+    unit: int
+    kind: str | None  # None for the representative
+    similarity: float
+
+
+def find_groups(prepared: Prepared, config: Config) -> list[list[Assignment]]:
+    """Groups of repeated units, each a list whose first entry is the representative and whose
+    other entries were each verified directly against it (no chains). Sorted by first unit."""
+    active = np.flatnonzero(prepared.norm_lengths > 0)
+    heads, head_of = exact_classes(prepared, active)
+    edges = verified_edges(prepared, heads, config)
+    class_members = {}
+    for unit in active.tolist():
+        class_members.setdefault(int(head_of[unit]), []).append(unit)
+    return build_groups(prepared, heads, class_members, edges, config)
+
+
+def build_groups(prepared, heads, class_members, edges: Edges, config: Config):
+    """Turn exact classes and verified edges between their heads into groups."""
+    neighbours = {}
+    for a, b, jac, cont in zip(edges.left.tolist(), edges.right.tolist(),
+                               edges.jaccard.tolist(), edges.containment.tolist()):
+        neighbours.setdefault(a, {})[b] = (jac, cont)
+        neighbours.setdefault(b, {})[a] = (jac, cont)
+    labels = connected_components(len(prepared), edges.left, edges.right)
+    components = {}
+    for head in heads.tolist():
+        components.setdefault(int(labels[head]), []).append(head)
+    sizes = prepared.sizes
+    groups = []
+    for members in components.values():
+        if len(members) == 1 and len(class_members[members[0]]) == 1:
+            continue
+        for rep, attached in _split_component(members, neighbours, sizes, prepared.norm_lengths,
+                                              config):
+            group = [Assignment(rep, None, 1.0)]
+            group += [Assignment(u, EXACT, 1.0) for u in class_members[rep][1:]]
+            for head in attached:
+                jac, cont = neighbours[rep][head]
+                kind, similarity = (NEAR, jac) if jac >= config.threshold else (CONTAINED, cont)
+                group += [Assignment(u, kind, similarity) for u in class_members[head]]
+            if len(group) > 1:
+                groups.append(group)
+    groups.sort(key=lambda group: min(a.unit for a in group))
+    return groups
+
+
+def _split_component(members, neighbours, sizes, lengths, config):
+    """Yield (representative, attached heads) until the component is used up.
+
+    A head is not eligible as representative while a larger head that contains it remains:
+    collapsing then keeps the container and never drops text found nowhere else.
+    """
+    remaining = sorted(members)
+    while remaining:
+        pool = set(remaining)
+        eligible = [
+            x for x in remaining
+            if not any(
+                y in pool and sizes[x] < sizes[y] and cont >= config.containment_threshold
+                for y, (_, cont) in neighbours.get(x, {}).items()
+            )
+        ]
+        if config.keep == "longest":
+            rep = max(eligible, key=lambda x: (lengths[x], -x))
+        else:
+            rep = eligible[0]
+        links = neighbours.get(rep, {})
+        attached = [x for x in remaining if x != rep and x in links]
+        yield rep, attached
+        taken = set(attached) | {rep}
+        remaining = [x for x in remaining if x not in taken]

@@ -1,0 +1,121 @@
+"""Results: frozen dataclasses with to_dict(). Spans are (start, end) character offsets."""
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Member:
+    """One occurrence in a group. kind is None for the representative (the copy kept), else
+    "exact", "near" (Jaccard >= threshold) or "contained" (its shingles found in the
+    representative); similarity is 1.0, the Jaccard, or the containment accordingly."""
+
+    start: int
+    end: int
+    line: int
+    kind: str | None
+    similarity: float
+    text: str
+
+    @property
+    def is_representative(self) -> bool:
+        return self.kind is None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RepeatGroup:
+    """Units that repeat one another: members in text order, one of them the representative."""
+
+    members: tuple[Member, ...]
+
+    @property
+    def representative(self) -> Member:
+        return next(m for m in self.members if m.is_representative)
+
+    @property
+    def repeats(self) -> tuple[Member, ...]:
+        """The members that are not the representative."""
+        return tuple(m for m in self.members if not m.is_representative)
+
+    @property
+    def min_similarity(self) -> float:
+        return min(m.similarity for m in self.repeats)
+
+    @property
+    def lines(self) -> tuple[int, ...]:
+        return tuple(m.line for m in self.members)
+
+    def to_dict(self) -> dict:
+        return {
+            "members": [m.to_dict() for m in self.members],
+            "representative": self.members.index(self.representative),
+            "min_similarity": self.min_similarity,
+        }
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A unit of the text with its flag: kind None when it repeats nothing; for a repeat, the
+    span and line of the representative it repeats; group indexes find_repeats' list."""
+
+    start: int
+    end: int
+    line: int
+    kind: str | None
+    similarity: float | None
+    repeats_start: int | None
+    repeats_end: int | None
+    repeats_line: int | None
+    group: int | None
+
+    @property
+    def is_repeat(self) -> bool:
+        return self.kind is not None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A passage shared by two texts: its span in each."""
+
+    a_start: int
+    a_end: int
+    b_start: int
+    b_end: int
+    length: int  # normalized characters
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why two texts match or not (see dedup.explain)."""
+
+    verdict: str | None  # "exact", "near", "contained" or None
+    jaccard: float
+    containment_a_in_b: float
+    containment_b_in_a: float
+    minhash_estimate: float
+    bands: int
+    rows: int
+    bands_collided: tuple[int, ...]
+    shingles_a: int
+    shingles_b: int
+    shingles_shared: int
+    passages: tuple[Passage, ...]
+
+    @property
+    def is_candidate(self) -> bool:
+        """Whether LSH would propose the pair (at least one band collided)."""
+        return bool(self.bands_collided)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["bands_collided"] = list(self.bands_collided)
+        data["is_candidate"] = self.is_candidate
+        return data

@@ -1,0 +1,91 @@
+"""Split a text into units: character spans of paragraphs (non-blank lines), sentences, or the
+whole document. Offsets are in characters (Python string indices), never bytes."""
+
+import bisect
+import re
+
+import numpy as np
+
+_LINE = re.compile(r"[^\r\n]*")  # one line's content; breaks are \r\n, \n or a lone \r
+_SENTENCE = re.compile(r"\S.*?(?:[.!?؟。！？…]+[\"'”’»)\]]*(?=\s)|$)", re.DOTALL)
+
+
+class Units:
+    """The units of one text.
+
+    starts, ends: int64 character spans of each unit's content (surrounding white space
+    excluded); lines: 1-based line of each unit's start; line_starts: start of every line
+    (to turn any offset into a line number).
+    """
+
+    __slots__ = ("starts", "ends", "lines", "line_starts", "line_ends")
+
+    def __init__(self, starts, ends, line_starts, line_ends):
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.ends = np.asarray(ends, dtype=np.int64)
+        self.line_starts = line_starts
+        self.line_ends = line_ends
+        self.lines = np.array([line_of(line_starts, s) for s in self.starts], dtype=np.int64)
+
+    def __len__(self):
+        return self.starts.size
+
+
+def line_of(line_starts, offset):
+    """1-based line number of a character offset."""
+    return bisect.bisect_right(line_starts, offset)
+
+
+def _lines(text):
+    starts = []
+    ends = []
+    pos = 0
+    n = len(text)
+    while True:
+        match = _LINE.match(text, pos)
+        starts.append(pos)
+        ends.append(match.end())
+        pos = match.end()
+        if pos >= n:
+            break
+        pos += 2 if text.startswith("\r\n", pos) else 1
+        if pos >= n:
+            starts.append(pos)
+            ends.append(pos)
+            break
+    return starts, ends
+
+
+def _stripped(text, start, end):
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def split_units(text: str, unit: str) -> Units:
+    """Units of `text` for unit kind "paragraph", "sentence" or "document"."""
+    line_starts, line_ends = _lines(text)
+    starts = []
+    ends = []
+    if unit == "document":
+        start, end = _stripped(text, 0, len(text))
+        if start < end:
+            starts.append(start)
+            ends.append(end)
+    else:
+        for line_start, line_end in zip(line_starts, line_ends):
+            start, end = _stripped(text, line_start, line_end)
+            if start == end:
+                continue
+            if unit == "paragraph":
+                starts.append(start)
+                ends.append(end)
+                continue
+            for match in _SENTENCE.finditer(text, start, end):
+                s, e = _stripped(text, match.start(), match.end())
+                if s < e:
+                    starts.append(s)
+                    ends.append(e)
+    return Units(starts, ends, line_starts, line_ends)

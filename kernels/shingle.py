@@ -1,0 +1,143 @@
+"""Shingles: character or word n-grams of normalized units, hashed to uint64.
+
+Each unit's shingles are sorted and de-duplicated (a set), stored in CSR form. A non-empty unit
+shorter than n yields one shingle, the whole unit, so short lines are still compared.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .hashing import P1, P2, fmix64, rotl64, xxh64_codepoints
+from .normalize import SPACE
+
+CHAR = 0
+WORD = 1
+
+
+@njit(cache=True, inline="always")
+def _combine(h, value):
+    return rotl64((h ^ np.uint64(value)) * P1, 29)
+
+
+@njit(cache=True, inline="always")
+def _finish(h, length, seed):
+    # the length enters the hash: a short unit's single shingle never equals an n-gram
+    return fmix64(h ^ (np.uint64(length) * P2) ^ seed)
+
+
+@njit(cache=True)
+def _count_words(values, lo, hi):
+    n_words = 0
+    is_in_word = False
+    for i in range(lo, hi):
+        if values[i] == SPACE:
+            is_in_word = False
+        elif not is_in_word:
+            is_in_word = True
+            n_words += 1
+    return n_words
+
+
+@njit(cache=True)
+def _n_shingles(values, lo, hi, n, mode):
+    n_items = hi - lo if mode == CHAR else _count_words(values, lo, hi)
+    if n_items == 0:
+        return 0
+    return max(1, n_items - n + 1)
+
+
+@njit(cache=True)
+def _word_hashes(values, lo, hi, seed):
+    n_words = _count_words(values, lo, hi)
+    hashes = np.empty(n_words, dtype=np.uint64)
+    word = 0
+    i = lo
+    while i < hi:
+        if values[i] == SPACE:
+            i += 1
+            continue
+        j = i
+        while j < hi and values[j] != SPACE:
+            j += 1
+        hashes[word] = xxh64_codepoints(values, i, j, seed)
+        word += 1
+        i = j
+    return hashes
+
+
+@njit(cache=True)
+def _fill_ngrams(items, n, seed, out):
+    n_items = items.size
+    if n_items == 0:
+        return 0
+    width = min(n, n_items)
+    n_out = n_items - width + 1
+    for s in range(n_out):
+        h = seed
+        for k in range(width):
+            h = _combine(h, items[s + k])
+        out[s] = _finish(h, width, seed)
+    return n_out
+
+
+@njit(cache=True)
+def _fill_shingles(values, lo, hi, n, mode, seed, out):
+    """Write the unit's shingle hashes into out; returns how many were written."""
+    if mode == CHAR:
+        return _fill_ngrams(values[lo:hi], n, seed, out)
+    return _fill_ngrams(_word_hashes(values, lo, hi, seed), n, seed, out)
+
+
+@njit(cache=True)
+def _sort_unique(arr):
+    """Sort arr in place and move its distinct values to the front; returns their count."""
+    if arr.size == 0:
+        return 0
+    arr.sort()
+    n_unique = 1
+    for i in range(1, arr.size):
+        if arr[i] != arr[n_unique - 1]:
+            arr[n_unique] = arr[i]
+            n_unique += 1
+    return n_unique
+
+
+@njit(cache=True, parallel=True)
+def shingle_units(values, offsets, n, mode, seed):
+    """Sorted, distinct shingle hashes of each normalized unit.
+
+    values: int32 normalized code points, offsets: int64[n_units + 1] (from normalize_units);
+    n: n-gram size; mode: CHAR or WORD; seed: uint64.
+    Returns (shingles uint64[m], shingle_offsets int64[n_units + 1]).
+    """
+    seed = np.uint64(seed)
+    n_units = offsets.size - 1
+    raw_offsets = np.zeros(n_units + 1, dtype=np.int64)
+    counts = np.zeros(n_units, dtype=np.int64)
+    for unit in prange(n_units):
+        counts[unit] = _n_shingles(values, offsets[unit], offsets[unit + 1], n, mode)
+    for unit in range(n_units):
+        raw_offsets[unit + 1] = raw_offsets[unit] + counts[unit]
+    raw = np.empty(raw_offsets[n_units], dtype=np.uint64)
+    for unit in prange(n_units):
+        part = raw[raw_offsets[unit]:raw_offsets[unit + 1]]
+        _fill_shingles(values, offsets[unit], offsets[unit + 1], n, mode, seed, part)
+        counts[unit] = _sort_unique(part)
+    shingle_offsets = np.zeros(n_units + 1, dtype=np.int64)
+    for unit in range(n_units):
+        shingle_offsets[unit + 1] = shingle_offsets[unit] + counts[unit]
+    shingles = np.empty(shingle_offsets[n_units], dtype=np.uint64)
+    for unit in prange(n_units):
+        lo = shingle_offsets[unit]
+        shingles[lo:lo + counts[unit]] = raw[raw_offsets[unit]:raw_offsets[unit] + counts[unit]]
+    return shingles, shingle_offsets
+
+
+@njit(cache=True, parallel=True)
+def unit_hashes(values, offsets, seed):
+    """XXH64 of each normalized unit (int32 code points as little-endian bytes): uint64[n_units]."""
+    n_units = offsets.size - 1
+    hashes = np.empty(n_units, dtype=np.uint64)
+    for unit in prange(n_units):
+        hashes[unit] = xxh64_codepoints(values, offsets[unit], offsets[unit + 1], seed)
+    return hashes
