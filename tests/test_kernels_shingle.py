@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import reference
+from dedup.kernels.shingle import CHAR, WORD, shingle_units, unit_hashes
+
+WORDS = st.lists(st.sampled_from(["a", "bb", "ccc", "في", "البيت", "x1"]), max_size=12)
+
+
+def csr(strings):
+    values = np.array([ord(c) for s in strings for c in s], dtype=np.int32)
+    offsets = np.zeros(len(strings) + 1, dtype=np.int64)
+    np.cumsum([len(s) for s in strings], out=offsets[1:])
+    return values, offsets
+
+
+def units_of(shingles, offsets):
+    return [shingles[offsets[u]:offsets[u + 1]] for u in range(offsets.size - 1)]
+
+
+@given(st.lists(st.text(alphabet="abcدهو", max_size=12), max_size=6), st.integers(1, 6))
+def test_char_shingles_match_reference(strings, n):
+    shingles, offsets = shingle_units(*csr(strings), n, CHAR, np.uint64(0))
+    for text, unit in zip(strings, units_of(shingles, offsets)):
+        grams = reference.char_shingles(text, n)
+        expected = sorted(reference.hash_sequence([ord(c) for c in g]) for g in grams)
+        assert unit.tolist() == expected  # sorted, distinct, the documented hash
+        assert len(set(unit.tolist())) == len(grams)
+
+
+@given(st.lists(WORDS, max_size=5), st.integers(1, 4))
+def test_word_shingles_count_distinct_word_ngrams(word_lists, n):
+    strings = [" ".join(words) for words in word_lists]
+    shingles, offsets = shingle_units(*csr(strings), n, WORD, np.uint64(0))
+    for text, unit in zip(strings, units_of(shingles, offsets)):
+        assert unit.size == len(reference.word_shingles(text, n))
+        assert np.all(np.diff(unit.astype(np.float64)) > 0) or unit.size <= 1
+
+
+def test_word_shingles_are_shared_exactly_when_word_ngrams_are():
+    strings = ["the cat sat on the mat", "a cat sat on the mat today", "dogs run"]
+    shingles, offsets = shingle_units(*csr(strings), 3, WORD, np.uint64(0))
+    units = [set(u.tolist()) for u in units_of(shingles, offsets)]
+    sets = [reference.word_shingles(s, 3) for s in strings]
+    assert len(units[0] & units[1]) == len(sets[0] & sets[1]) == 3
+    assert not units[2] & (units[0] | units[1])
+
+
+def test_short_units_are_one_shingle_and_empty_units_none():
+    shingles, offsets = shingle_units(*csr(["ab", "", "abcdefg", "ab"]), 5, CHAR, np.uint64(0))
+    sizes = np.diff(offsets).tolist()
+    assert sizes == [1, 0, 3, 1]
+    assert shingles[offsets[0]] == shingles[offsets[3]]
+    # a unit as long as n is its own one n-gram, the same shingle inside a longer unit
+    both = shingle_units(*csr(["abcde", "abcdefg"]), 5, CHAR, np.uint64(0))[0]
+    assert both[0] in both[1:].tolist()
+
+
+def test_unit_hashes_equal_for_equal_units_only():
+    values, offsets = csr(["same", "other", "same", ""])
+    hashes = unit_hashes(values, offsets, np.uint64(9)).tolist()
+    assert hashes[0] == hashes[2]
+    assert len(set(hashes)) == 3
+
+
+@pytest.mark.parametrize("mode", [CHAR, WORD])
+def test_no_units(mode):
+    shingles, offsets = shingle_units(np.zeros(0, np.int32), np.zeros(1, np.int64), 5, mode,
+                                      np.uint64(0))
+    assert shingles.size == 0 and offsets.tolist() == [0]
