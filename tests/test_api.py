@@ -185,3 +185,20 @@ def test_sketch_matches_per_text_signatures():
     assert together.shape == (3, 128)
     for i, text in enumerate(texts):
         assert (dedup.sketch([text])[0] == together[i]).all()
+
+
+def test_results_do_not_depend_on_thread_count(seed_text):
+    import numba
+
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = [g.to_dict() for g in dedup.find_repeats(seed_text)]
+        one_sketch = dedup.sketch(seed_text.split("\n"))
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = [g.to_dict() for g in dedup.find_repeats(seed_text)]
+        many_sketch = dedup.sketch(seed_text.split("\n"))
+    finally:
+        numba.set_num_threads(before)
+    assert one == many
+    assert (one_sketch == many_sketch).all()
