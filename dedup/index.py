@@ -1,0 +1,859 @@
+"""dedup.Index: an incremental, persistent index of documents and their paragraphs.
+
+Ingestion code sees one article at a time and must decide at once whether it is new, a
+near-duplicate of something stored, or new but carrying repeated paragraphs, and remember it
+across restarts. The index answers what the batch path answers on the same stream:
+
+- every document and every paragraph is a unit; units with the same normalized text share one
+  stored row (its exact class), so a footer on every page is stored once;
+- candidates are the stored units sharing an LSH band key with the new one (the same
+  signatures and band keys as the batch path), plus the stored unit with the same normalized
+  hash; every candidate is verified on exact shingle sets, re-made from the unit's stored
+  normalized text (zlib-compressed UTF-8), never on an estimate;
+- a band bucket holds at most `max_bucket` units: a unit arriving at a full bucket is compared
+  with the units in it but not added (the batch path links such a bucket as a star).
+
+Storage is one SQLite file in WAL mode, no pickle anywhere: tables `meta` (format version,
+normalization version, settings, engine fingerprint), `docs`, `units`, `paragraphs`, `bands`.
+Every add is one transaction: a process killed in the middle leaves the document fully there
+or not there. Each thread gets its own connection; one writer and several reader processes
+may share a file (SQLite serializes writers; readers see the last committed state).
+
+>>> import tempfile, os
+>>> with Index.open(os.path.join(tempfile.mkdtemp(), "news.idx")) as index:
+...     _ = index.add("a", "A title here\\nThe body of the first article, long enough.")
+...     index.check("A title here!\\nthe body of the first article long enough").duplicate_of
+'a'
+"""
+
+import json
+import os
+import sqlite3
+import threading
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import xxhash
+
+from dedup.config import Config
+from dedup.errors import ConfigError, InputError
+from dedup.kernels.verify import pair_similarities
+from dedup.normtable import NORMALIZATION_VERSION
+from dedup.pipeline import (
+    CONTAINED, EXACT, NEAR, Prepared, codepoints, find_groups, is_edge, prepare,
+    shingle_normalized, unit_band_keys,
+)
+from dedup.results import DocumentMatch, ParagraphRepeat, Verdict
+from dedup.units import split_units
+
+FORMAT_VERSION = 1
+APPLICATION_ID = 0x64447570  # "dDup" in the SQLite header: tells our files from other databases
+SQLITE_MAGIC = b"SQLite format 3\x00"
+DOCUMENT, PARAGRAPH = 0, 1
+# paragraph band keys are salted so that a paragraph never lands in a document's bucket
+PARAGRAPH_SALT = np.uint64(0x9E3779B97F4A7C15)
+# settings that decide what is stored: opening with other values would give wrong answers
+COMPATIBILITY = ("shingle", "ngram", "num_perm", "seed")
+PROBE_TEXT = "Engine fingerprint: the quick brown fox\nنص عربي قصير للتحقق ١٢٣\nÉtape trois"
+_RANK = {EXACT: 0, NEAR: 1, CONTAINED: 2}
+_CACHE_SIZE = 4096
+# numba's workqueue threading layer must not be entered by two threads at once
+_KERNELS = threading.RLock()
+
+SCHEMA = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE units (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind INTEGER NOT NULL,         -- 0 document, 1 paragraph
+    hash INTEGER NOT NULL,         -- xxh64 of the normalized unit, as in the batch path
+    norm_length INTEGER NOT NULL,  -- normalized characters
+    n_shingles INTEGER NOT NULL,
+    refs INTEGER NOT NULL,         -- docs rows (kind 0) or paragraphs rows (kind 1) using it
+    norm BLOB NOT NULL,            -- zlib(UTF-8 of the normalized text): re-shingled to verify
+    UNIQUE (hash, kind)
+);
+CREATE TABLE docs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order: the first copy is the earliest
+    key TEXT NOT NULL UNIQUE,
+    text_hash INTEGER NOT NULL,    -- xxh64 of the original text: idempotent adds
+    unit INTEGER,                  -- NULL when the text normalizes to nothing
+    n_chars INTEGER NOT NULL,
+    n_paragraphs INTEGER NOT NULL
+);
+CREATE INDEX docs_unit ON docs (unit);
+CREATE TABLE paragraphs (
+    doc INTEGER NOT NULL,
+    position INTEGER NOT NULL,     -- paragraph index in the document
+    unit INTEGER NOT NULL,
+    start INTEGER NOT NULL,        -- character span in the original text
+    end INTEGER NOT NULL,
+    line INTEGER NOT NULL,
+    PRIMARY KEY (doc, position)
+) WITHOUT ROWID;
+CREATE INDEX paragraphs_unit ON paragraphs (unit, doc);
+CREATE TABLE bands (key INTEGER NOT NULL, unit INTEGER NOT NULL, PRIMARY KEY (key, unit))
+    WITHOUT ROWID;
+"""
+
+
+def _text_hash(text: str) -> int:
+    value = xxhash.xxh64_intdigest(text.encode("utf-8", "surrogatepass"))
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _encode_norm(norm: np.ndarray) -> bytes:
+    text = norm.astype("<u4").tobytes().decode("utf-32-le")
+    return zlib.compress(text.encode("utf-8"), 6)
+
+
+def _decode_norm(blob: bytes) -> np.ndarray:
+    text = zlib.decompress(blob).decode("utf-8")
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int32)
+
+
+def _check_key(key) -> str:
+    if not isinstance(key, str) or not key:
+        raise InputError(f"key must be a non-empty str, got {key!r}")
+    return key
+
+
+def _check_text(text, name="text") -> str:
+    if not isinstance(text, str):
+        raise InputError(f"{name} must be a str, got {type(text).__name__}")
+    if not text.strip():
+        raise InputError(f"{name} is empty (only white space): nothing to index")
+    return text
+
+
+@dataclass
+class _Analysis:
+    """One text, normalized and shingled: unit 0 is the whole document, units 1.. its
+    paragraphs; keys are the units' band keys (paragraph ones salted), as signed ints."""
+
+    text: str
+    starts: np.ndarray
+    ends: np.ndarray
+    lines: np.ndarray
+    prepared: Prepared
+    keys: np.ndarray  # int64[n_units, n_bands]
+
+    def __len__(self):
+        return self.starts.size
+
+    def kind(self, unit: int) -> int:
+        return DOCUMENT if unit == 0 else PARAGRAPH
+
+    def active(self) -> list[int]:
+        return np.flatnonzero(self.prepared.norm_lengths > 0).tolist()
+
+
+@dataclass
+class _Found:
+    """What a lookup found for an analysis, kept for storing it afterwards."""
+
+    exact: dict        # unit -> stored unit id with the same normalized text
+    bucket_sizes: dict  # band key -> stored units in its bucket
+    verdict_parts: tuple
+
+
+class Index:
+    """An incremental, persistent near-duplicate index of documents and paragraphs.
+
+    Open with Index.open(path, config=None); use as a context manager or call close().
+    Settings that decide what is stored (shingle, ngram, num_perm, seed, bands and rows) are
+    fixed when the file is created; thresholds may differ per session (verification is exact,
+    only the LSH recall at another threshold changes). Config.unit is not used: documents and
+    paragraphs are always both indexed.
+    """
+
+    def __init__(self, path: Path, config: Config, read_only: bool, timeout: float):
+        self.path = path
+        self.config = config
+        self._band_rows = config.band_rows
+        self.read_only = read_only
+        self._timeout = timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections = []
+        self._closed = False
+        self._cache = {}  # (unit id, hash) -> sorted shingles; content-addressed, so safe
+
+    # ---- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path, config: Config | None = None, *, read_only: bool = False,
+             timeout: float = 60.0) -> "Index":
+        """Open the index at `path`, creating it (with `config`, default Config()) if absent.
+
+        An existing index keeps its stored settings: config=None uses them; a config whose
+        compatibility settings differ raises ConfigError. Raises InputError for a directory,
+        a file that is not a dedup index, an index of a newer format, or a location that
+        cannot be written (read_only=True opens an existing index for check only).
+        timeout: seconds to wait for another writer before giving up.
+        """
+        if config is not None and not isinstance(config, Config):
+            raise ConfigError(f"config must be a dedup.Config, got {type(config).__name__}")
+        path = Path(os.fspath(path))
+        if path.is_dir():
+            raise InputError(f"{path}: is a directory (give a file name for the index)")
+        exists = path.exists() and path.stat().st_size > 0
+        if exists:
+            with open(path, "rb") as handle:
+                if handle.read(16) != SQLITE_MAGIC:
+                    raise InputError(f"{path}: not a dedup index (not a SQLite database)")
+        elif read_only:
+            raise InputError(f"{path}: no such index (read_only cannot create one)")
+        elif not path.parent.is_dir():
+            raise InputError(f"{path}: folder {path.parent} does not exist")
+        index = cls(path, config or Config(), read_only, timeout)
+        try:
+            if exists:
+                index._load(config)
+            else:
+                index._create(config)
+        except BaseException:
+            index.close()
+            raise
+        return index
+
+    def _connect(self) -> sqlite3.Connection:
+        mode = "ro" if self.read_only else "rwc"
+        uri = f"{self.path.resolve().as_uri()}?mode={mode}"
+        try:
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                   check_same_thread=False, timeout=self._timeout)
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable against a killed process
+            conn.execute("PRAGMA cache_size = -65536")
+        except sqlite3.Error as err:
+            raise self._error(err) from None
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise InputError(f"{self.path}: the index is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _error(self, err: sqlite3.Error) -> InputError:
+        text = str(err)
+        if "readonly" in text or "unable to open" in text or "read-only" in text:
+            return InputError(f"{self.path}: cannot write the index here ({text}); "
+                              f"choose a writable location or open with read_only=True")
+        if "not a database" in text or "malformed" in text:
+            return InputError(f"{self.path}: not a dedup index or damaged ({text})")
+        if "locked" in text or "busy" in text:
+            return InputError(f"{self.path}: another process holds the index ({text})")
+        if "disk" in text and "full" in text:
+            return InputError(f"{self.path}: disk full ({text}); nothing was changed")
+        return InputError(f"{self.path}: {text}")
+
+    def _create(self, config_given: Config | None):
+        from dedup import __version__  # here: dedup/__init__.py imports this module
+
+        conn = self._conn()
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+                conn.execute("COMMIT")  # another process created it between our look and lock
+                self._load(config_given)
+                return
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            bands, rows = self.config.band_rows
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "normalization_version": NORMALIZATION_VERSION,
+                "config": json.dumps(self.config.to_dict(), sort_keys=True),
+                "bands": bands,
+                "rows": rows,
+                "fingerprint": self._fingerprint(),
+                "created_by": f"dedup {__version__}",
+            }
+            conn.executemany("INSERT INTO meta VALUES (?, ?)",
+                             [(k, str(v)) for k, v in meta.items()])
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+            conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._error(err) from None
+
+    def _load(self, config: Config | None):
+        conn = self._conn()
+        try:
+            application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if application_id != APPLICATION_ID:
+                raise InputError(f"{self.path}: a SQLite database, but not a dedup index")
+            if version > FORMAT_VERSION:
+                raise InputError(
+                    f"{self.path}: index format version {version} was written by a newer dedup; "
+                    f"this one reads up to version {FORMAT_VERSION} (upgrade dedup)")
+            meta = dict(conn.execute("SELECT name, value FROM meta"))
+        except sqlite3.Error as err:
+            raise self._error(err) from None
+        if int(meta["normalization_version"]) != NORMALIZATION_VERSION:
+            raise InputError(
+                f"{self.path}: built with normalization version {meta['normalization_version']}, "
+                f"this dedup normalizes with version {NORMALIZATION_VERSION}: rebuild the index")
+        stored = Config(**json.loads(meta["config"]))
+        stored_bands = (int(meta["bands"]), int(meta["rows"]))
+        if config is None:
+            config = stored
+        else:
+            diffs = [f"{name}={getattr(config, name)!r} (index: {getattr(stored, name)!r})"
+                     for name in COMPATIBILITY if getattr(config, name) != getattr(stored, name)]
+            if config.band_rows != stored_bands:
+                diffs.append(f"bands x rows={config.band_rows} (index: {stored_bands}; give "
+                             f"bands={stored_bands[0]}, rows={stored_bands[1]} to keep them)")
+            if diffs:
+                raise ConfigError(f"{self.path}: settings differ from the index's: "
+                                  + "; ".join(diffs))
+        self.config = config
+        self._band_rows = config.band_rows
+        if meta["fingerprint"] != self._fingerprint():
+            raise InputError(f"{self.path}: built by a dedup whose hashing differs from this "
+                             f"one's (engine fingerprint); rebuild the index")
+
+    def _fingerprint(self) -> str:
+        """Hash of the normalized hashes and band keys of a fixed text: changes if any stage
+        that stored data depends on (normalization, shingling, MinHash, banding) changes."""
+        analysis = self._analyse([PROBE_TEXT], keep_normalized=False)[0]
+        data = analysis.prepared.hashes.tobytes() + analysis.keys.tobytes()
+        return xxhash.xxh64_hexdigest(data)
+
+    # ---- life cycle ----------------------------------------------------------------------
+
+    def close(self):
+        """Close every connection this index opened (all threads). Idempotent."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __len__(self) -> int:
+        return self._read(lambda conn: conn.execute("SELECT count(*) FROM docs").fetchone()[0])
+
+    def __contains__(self, key) -> bool:
+        if not isinstance(key, str):
+            return False
+        return self._read(lambda conn: conn.execute(
+            "SELECT 1 FROM docs WHERE key = ?", (key,)).fetchone() is not None)
+
+    def keys(self) -> list[str]:
+        """Stored keys in the order they were added."""
+        return self._read(lambda conn: [k for (k,) in conn.execute(
+            "SELECT key FROM docs ORDER BY id")])
+
+    def __repr__(self):
+        return f"Index({str(self.path)!r})"
+
+    @contextmanager
+    def _transaction(self, write: bool):
+        if write and self.read_only:
+            raise InputError(f"{self.path}: opened read_only; cannot change the index")
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._error(err) from None
+
+    def _read(self, action):
+        with self._transaction(write=False) as conn:
+            return action(conn)
+
+    # ---- analysis (no database) ----------------------------------------------------------
+
+    def _analyse(self, texts: list[str], keep_normalized: bool) -> list[_Analysis]:
+        """Normalize, shingle and band every text and its paragraphs in one kernel pass."""
+        config = self.config
+        spans = []
+        offset = 0
+        starts, ends = [], []
+        for text in texts:
+            doc = split_units(text, "document")
+            paras = split_units(text, "paragraph")
+            doc_start, doc_end = (int(doc.starts[0]), int(doc.ends[0])) if len(doc) else (0, 0)
+            unit_starts = np.concatenate(([doc_start], paras.starts)).astype(np.int64)
+            unit_ends = np.concatenate(([doc_end], paras.ends)).astype(np.int64)
+            lines = np.concatenate(([1], paras.lines)).astype(np.int64)
+            spans.append((unit_starts, unit_ends, lines))
+            starts.append(unit_starts + offset)
+            ends.append(unit_ends + offset)
+            offset += len(text)
+        with _KERNELS:
+            prepared = prepare(codepoints("".join(texts)), np.concatenate(starts),
+                               np.concatenate(ends), config, keep_normalized=keep_normalized)
+            keys = unit_band_keys(prepared.shingles, prepared.shingle_offsets, config,
+                                  self._band_rows)
+        result = []
+        lo = 0
+        for text, (unit_starts, unit_ends, lines) in zip(texts, spans):
+            hi = lo + unit_starts.size
+            part = _slice(prepared, lo, hi)
+            part_keys = keys[lo:hi].copy()
+            part_keys[1:] ^= PARAGRAPH_SALT
+            result.append(_Analysis(text, unit_starts, unit_ends, lines, part,
+                                    part_keys.view(np.int64)))
+            lo = hi
+        return result
+
+    # ---- lookup and verification ---------------------------------------------------------
+
+    def _stored_shingles(self, rows) -> dict:
+        """Sorted shingles of stored units rows (id, hash, norm blob), from the cache or
+        re-made from their normalized text in one kernel call."""
+        found = {}
+        missing = []
+        for unit_id, unit_hash, blob in rows:
+            cached = self._cache.get((unit_id, unit_hash))
+            if cached is None:
+                missing.append((unit_id, unit_hash, _decode_norm(blob)))
+            else:
+                found[unit_id] = cached
+        if missing:
+            norms = [m[2] for m in missing]
+            offsets = np.zeros(len(norms) + 1, dtype=np.int64)
+            np.cumsum([n.size for n in norms], out=offsets[1:])
+            with _KERNELS:
+                shingles, shingle_offsets = shingle_normalized(np.concatenate(norms), offsets,
+                                                               self.config)
+            if len(self._cache) > _CACHE_SIZE:
+                self._cache.clear()
+            for k, (unit_id, unit_hash, _) in enumerate(missing):
+                values = shingles[shingle_offsets[k]:shingle_offsets[k + 1]].copy()
+                self._cache[(unit_id, unit_hash)] = values
+                found[unit_id] = values
+        return found
+
+    def _lookup(self, conn, analysis: _Analysis) -> _Found:
+        """Stored units that repeat the text's units, verified exactly; and the verdict."""
+        config = self.config
+        prepared = analysis.prepared
+        active = analysis.active()
+        hashes = prepared.hashes.view(np.int64)
+        exact = {}
+        bucket_sizes = {}
+        candidates = {}  # unit -> set of stored unit ids sharing a band
+        if active:
+            by_hash = {}
+            for unit_id, unit_hash, kind in conn.execute(
+                    "SELECT id, hash, kind FROM units WHERE hash IN "
+                    "(SELECT value FROM json_each(?))",
+                    (json.dumps(sorted({int(hashes[u]) for u in active})),)):
+                by_hash[(unit_hash, kind)] = unit_id
+            for unit in active:
+                unit_id = by_hash.get((int(hashes[unit]), analysis.kind(unit)))
+                if unit_id is not None:
+                    exact[unit] = unit_id
+            keys = analysis.keys[active]
+            members = {}
+            for key, unit_id in conn.execute(
+                    "SELECT key, unit FROM bands WHERE key IN (SELECT value FROM json_each(?))",
+                    (json.dumps(sorted(set(keys.ravel().tolist()))),)):
+                members.setdefault(key, []).append(unit_id)
+            bucket_sizes = {key: len(ids) for key, ids in members.items()}
+            for row, unit in zip(keys.tolist(), active):
+                ids = set()
+                for key in row:
+                    ids.update(members.get(key, ()))
+                ids.discard(exact.get(unit))  # same normalized text: already an exact match
+                if ids:
+                    candidates[unit] = ids
+        pairs = self._verify(conn, analysis, candidates)
+        parts = self._describe(conn, analysis, exact, pairs)
+        return _Found(exact, bucket_sizes, parts)
+
+    def _verify(self, conn, analysis, candidates) -> list[tuple]:
+        """Verified repeats: (unit, stored id, kind, similarity, jaccard, containment,
+        is_inside_stored) for each candidate pair that is an edge of the batch path."""
+        if not candidates:
+            return []
+        config = self.config
+        wanted = sorted(set().union(*candidates.values()))
+        stored = {}
+        for unit_id, kind, unit_hash, norm_length, n_shingles, blob in conn.execute(
+                "SELECT id, kind, hash, norm_length, n_shingles, norm FROM units WHERE id IN "
+                "(SELECT value FROM json_each(?))", (json.dumps(wanted),)):
+            stored[unit_id] = (kind, unit_hash, norm_length, n_shingles, blob)
+        shingle_sets = self._stored_shingles(
+            [(i, row[1], row[4]) for i, row in stored.items()])
+        prepared = analysis.prepared
+        left, right_ids = [], []
+        for unit, ids in candidates.items():
+            for unit_id in sorted(ids):
+                row = stored.get(unit_id)
+                if row is not None and row[0] == analysis.kind(unit):
+                    left.append(unit)
+                    right_ids.append(unit_id)
+        if not left:
+            return []
+        order = sorted(set(right_ids))
+        position = {unit_id: len(analysis) + k for k, unit_id in enumerate(order)}
+        pieces = [prepared.shingles] + [shingle_sets[i] for i in order]
+        sizes = np.concatenate((prepared.sizes, [shingle_sets[i].size for i in order]))
+        offsets = np.zeros(sizes.size + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        left_arr = np.asarray(left, dtype=np.int64)
+        right_arr = np.asarray([position[i] for i in right_ids], dtype=np.int64)
+        with _KERNELS:
+            jaccard, containment = pair_similarities(np.concatenate(pieces), offsets,
+                                                     left_arr, right_arr)
+        lengths = np.concatenate((prepared.norm_lengths,
+                                  [stored[i][2] for i in order])).astype(np.int64)
+        shorter = np.minimum(lengths[left_arr], lengths[right_arr])
+        keep = is_edge(jaccard, containment, shorter, config)
+        pairs = []
+        for k in np.flatnonzero(keep).tolist():
+            unit, unit_id = left[k], right_ids[k]
+            jac, cont = float(jaccard[k]), float(containment[k])
+            kind, similarity = (NEAR, jac) if jac >= config.threshold else (CONTAINED, cont)
+            is_inside = kind == NEAR or sizes[unit] <= sizes[position[unit_id]]
+            pairs.append((unit, unit_id, kind, similarity, jac, cont, is_inside))
+        return pairs
+
+    def _describe(self, conn, analysis, exact, pairs) -> tuple:
+        """(document matches, paragraph repeats) of the verdict."""
+        config = self.config
+        doc_pairs = [(EXACT, 1.0, 1.0, 1.0, True, exact[0])] if 0 in exact else []
+        doc_pairs += [(kind, sim, jac, cont, inside, unit_id)
+                      for unit, unit_id, kind, sim, jac, cont, inside in pairs if unit == 0]
+        matches = []
+        if doc_pairs:
+            first = {}
+            for unit_id, key, doc_id, copies in conn.execute(
+                    "SELECT unit, key, min(id), count(*) FROM docs WHERE unit IN "
+                    "(SELECT value FROM json_each(?)) GROUP BY unit",
+                    (json.dumps([p[5] for p in doc_pairs]),)):
+                first[unit_id] = (key, doc_id, copies)
+            ranked = []
+            for kind, sim, jac, cont, inside, unit_id in doc_pairs:
+                key, doc_id, copies = first[unit_id]
+                ranked.append(((_RANK[kind], -sim, doc_id),
+                               DocumentMatch(key, kind, sim, jac, cont, inside, copies)))
+            matches = [m for _, m in sorted(ranked, key=lambda r: r[0])]
+        best = {}  # paragraph unit -> (rank, stored id, kind, similarity)
+        for unit in range(1, len(analysis)):
+            if unit in exact:
+                best[unit] = ((0, -1.0, exact[unit]), exact[unit], EXACT, 1.0)
+        for unit, unit_id, kind, sim, jac, cont, inside in pairs:
+            if unit == 0 or not inside:
+                continue
+            rank = (_RANK[kind], -sim, unit_id)
+            if unit not in best or rank < best[unit][0]:
+                best[unit] = (rank, unit_id, kind, sim)
+        where = {}
+        if best:
+            for unit_id, key, start, end, line, _ in conn.execute(
+                    "SELECT p.unit, d.key, p.start, p.end, p.line, min(p.doc * 1048576 + "
+                    "p.position) FROM paragraphs p JOIN docs d ON d.id = p.doc WHERE p.unit IN "
+                    "(SELECT value FROM json_each(?)) GROUP BY p.unit",
+                    (json.dumps(sorted({b[1] for b in best.values()})),)):
+                where[unit_id] = (key, start, end, line)
+        within = self._within(analysis)
+        repeats = []
+        starts, ends, lines = analysis.starts, analysis.ends, analysis.lines
+        for unit in range(1, len(analysis)):
+            span = (int(starts[unit]), int(ends[unit]), int(lines[unit]))
+            if unit in best:
+                _, unit_id, kind, sim = best[unit]
+                key, r_start, r_end, r_line = where[unit_id]
+                repeats.append(ParagraphRepeat(*span, kind, sim, key, r_start, r_end, r_line))
+            elif unit in within:
+                rep, kind, sim = within[unit]
+                repeats.append(ParagraphRepeat(*span, kind, sim, None, int(starts[rep]),
+                                               int(ends[rep]), int(lines[rep])))
+        return tuple(matches), tuple(repeats), len(analysis) - 1
+
+    def _within(self, analysis) -> dict:
+        """Paragraphs repeating another paragraph of the same text, as dedup.flag finds them:
+        unit -> (representative unit, kind, similarity)."""
+        n_paragraphs = len(analysis) - 1
+        if n_paragraphs < 2:
+            return {}
+        with _KERNELS:
+            groups = find_groups(_slice(analysis.prepared, 1, len(analysis)), self.config)
+        within = {}
+        for group in groups:
+            rep = group[0].unit + 1
+            for assignment in group[1:]:
+                within[assignment.unit + 1] = (rep, assignment.kind, float(assignment.similarity))
+        return within
+
+    # ---- public operations ---------------------------------------------------------------
+
+    def check(self, text: str) -> Verdict:
+        """Whether `text` repeats stored documents, and which of its paragraphs repeat stored
+        paragraphs or each other; nothing is stored.
+
+        Raises InputError for a non-str or empty text.
+        """
+        text = _check_text(text)
+        analysis = self._analyse([text], keep_normalized=False)[0]
+        with self._transaction(write=False) as conn:
+            found = self._lookup(conn, analysis)
+        return Verdict(None, False, *found.verdict_parts)
+
+    def add(self, key: str, text: str, *, replace: bool = False) -> Verdict:
+        """Check `text` against the index, then store it under `key`; returns the check's
+        verdict (computed before the text was stored, so it never matches itself).
+
+        Idempotent: adding a key again with the same text stores nothing and returns the
+        verdict against everything else (is_added False). The same key with a different text
+        raises InputError, unless replace=True, which swaps the text in one transaction.
+        Raises InputError for an empty key, a non-str or empty text.
+        """
+        return self.add_many([(key, text)], replace=replace)[0]
+
+    def add_many(self, items: Iterable[tuple[str, str]], *, replace: bool = False) -> list[Verdict]:
+        """add() for each (key, text) in order, in one transaction (all stored or none): each
+        text is checked against the index and the texts before it in `items`."""
+        items = [(_check_key(key), _check_text(text, f"text of {key!r}")) for key, text in items]
+        if not items:
+            return []
+        analyses = self._analyse([text for _, text in items], keep_normalized=True)
+        verdicts = []
+        with self._transaction(write=True) as conn:
+            for (key, text), analysis in zip(items, analyses):
+                verdicts.append(self._add_one(conn, key, text, analysis, replace))
+        return verdicts
+
+    def _add_one(self, conn, key, text, analysis, replace) -> Verdict:
+        text_hash = _text_hash(text)
+        row = conn.execute("SELECT text_hash FROM docs WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            if row[0] == text_hash:
+                conn.execute("SAVEPOINT again")  # the verdict as if the key were absent
+                self._remove(conn, key)
+                found = self._lookup(conn, analysis)
+                conn.execute("ROLLBACK TO again")
+                conn.execute("RELEASE again")
+                return Verdict(key, False, *found.verdict_parts)
+            if not replace:
+                raise InputError(f"key {key!r} is already stored with a different text "
+                                 f"(remove it first, or add with replace=True)")
+            self._remove(conn, key)
+        found = self._lookup(conn, analysis)
+        self._store(conn, key, text_hash, analysis, found)
+        return Verdict(key, True, *found.verdict_parts)
+
+    def _store(self, conn, key, text_hash, analysis: _Analysis, found: _Found):
+        prepared = analysis.prepared
+        hashes = prepared.hashes.view(np.int64)
+        sizes = prepared.sizes
+        bucket_sizes = dict(found.bucket_sizes)
+        max_bucket = self.config.max_bucket
+        unit_ids = {}
+        refs = {}
+        created = {}
+        bands = []
+        for unit in analysis.active():
+            kind = analysis.kind(unit)
+            unit_hash = int(hashes[unit])
+            unit_id = found.exact.get(unit) or created.get((unit_hash, kind))
+            if unit_id is None:
+                lo, hi = prepared.norm_offsets[unit], prepared.norm_offsets[unit + 1]
+                unit_id = conn.execute(
+                    "INSERT INTO units (kind, hash, norm_length, n_shingles, refs, norm) "
+                    "VALUES (?, ?, ?, ?, 0, ?)",
+                    (kind, unit_hash, int(prepared.norm_lengths[unit]), int(sizes[unit]),
+                     _encode_norm(prepared.norm[lo:hi]))).lastrowid
+                created[(unit_hash, kind)] = unit_id
+                for band_key in set(analysis.keys[unit].tolist()):
+                    if bucket_sizes.get(band_key, 0) < max_bucket:
+                        bands.append((band_key, unit_id))
+                        bucket_sizes[band_key] = bucket_sizes.get(band_key, 0) + 1
+            unit_ids[unit] = unit_id
+            refs[unit_id] = refs.get(unit_id, 0) + 1
+        conn.executemany("INSERT INTO bands (key, unit) VALUES (?, ?)", bands)
+        conn.executemany("UPDATE units SET refs = refs + ? WHERE id = ?",
+                         [(n, unit_id) for unit_id, n in refs.items()])
+        doc_id = conn.execute(
+            "INSERT INTO docs (key, text_hash, unit, n_chars, n_paragraphs) VALUES (?, ?, ?, ?, ?)",
+            (key, text_hash, unit_ids.get(0), len(analysis.text), len(analysis) - 1)).lastrowid
+        conn.executemany(
+            "INSERT INTO paragraphs (doc, position, unit, start, end, line) VALUES (?, ?, ?, ?, ?, ?)",
+            [(doc_id, unit - 1, unit_ids[unit], int(analysis.starts[unit]),
+              int(analysis.ends[unit]), int(analysis.lines[unit]))
+             for unit in range(1, len(analysis)) if unit in unit_ids])
+
+    def remove(self, key: str) -> bool:
+        """Remove the document stored under `key` (and units no other document uses).
+        Returns whether it was there."""
+        key = _check_key(key)
+        with self._transaction(write=True) as conn:
+            return self._remove(conn, key)
+
+    def _remove(self, conn, key) -> bool:
+        row = conn.execute("SELECT id, unit FROM docs WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return False
+        doc_id, doc_unit = row
+        refs = dict(conn.execute(
+            "SELECT unit, count(*) FROM paragraphs WHERE doc = ? GROUP BY unit", (doc_id,)))
+        if doc_unit is not None:
+            refs[doc_unit] = 1
+        conn.execute("DELETE FROM paragraphs WHERE doc = ?", (doc_id,))
+        conn.execute("DELETE FROM docs WHERE id = ?", (doc_id,))
+        conn.executemany("UPDATE units SET refs = refs - ? WHERE id = ?",
+                         [(n, unit_id) for unit_id, n in refs.items()])
+        dead = conn.execute(
+            "SELECT id, kind, norm FROM units WHERE refs <= 0 AND id IN "
+            "(SELECT value FROM json_each(?))", (json.dumps(sorted(refs)),)).fetchall()
+        if dead:
+            keys = self._stored_band_keys([(kind, blob) for _, kind, blob in dead])
+            conn.executemany("DELETE FROM bands WHERE key = ? AND unit = ?",
+                             [(band_key, unit_id) for (unit_id, _, _), row_keys in
+                              zip(dead, keys.tolist()) for band_key in row_keys])
+            conn.executemany("DELETE FROM units WHERE id = ?", [(d[0],) for d in dead])
+        return True
+
+    def _stored_band_keys(self, rows) -> np.ndarray:
+        """Band keys int64[n, bands] of stored units (kind, norm blob), salted by kind."""
+        norms = [_decode_norm(blob) for _, blob in rows]
+        offsets = np.zeros(len(norms) + 1, dtype=np.int64)
+        np.cumsum([n.size for n in norms], out=offsets[1:])
+        with _KERNELS:
+            shingles, shingle_offsets = shingle_normalized(
+                np.concatenate(norms) if norms else np.zeros(0, np.int32), offsets, self.config)
+            keys = unit_band_keys(shingles, shingle_offsets, self.config, self._band_rows)
+        for k, (kind, _) in enumerate(rows):
+            if kind == PARAGRAPH:
+                keys[k] ^= PARAGRAPH_SALT
+        return keys.view(np.int64)
+
+    # ---- inspection ----------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        """Counts, settings and file size of the index."""
+        def collect(conn):
+            count = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+            return {
+                "documents": count("SELECT count(*) FROM docs"),
+                "paragraphs": count("SELECT count(*) FROM paragraphs"),
+                "distinct_documents": count("SELECT count(*) FROM units WHERE kind = 0"),
+                "distinct_paragraphs": count("SELECT count(*) FROM units WHERE kind = 1"),
+                "band_rows": count("SELECT count(*) FROM bands"),
+            }
+        stats = self._read(collect)
+        size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal"))
+                   if p.exists())
+        bands, rows = self.config.band_rows
+        stats.update({
+            "file_bytes": size,
+            "bytes_per_document": size / stats["documents"] if stats["documents"] else None,
+            "format_version": FORMAT_VERSION,
+            "normalization_version": NORMALIZATION_VERSION,
+            "bands": bands, "rows": rows,
+            "config": self.config.to_dict(),
+        })
+        return stats
+
+    def integrity_check(self, deep: bool = True) -> list[str]:
+        """Problems found in the file (empty when sound): SQLite's integrity check, then the
+        references between tables and the reference counts; deep also re-makes every unit's
+        shingles from its stored text and checks its counts and band rows."""
+        def collect(conn):
+            problems = [row[0] for row in conn.execute("PRAGMA integrity_check")
+                        if row[0] != "ok"]
+            queries = {
+                "document refers to a missing unit": "SELECT d.key FROM docs d WHERE d.unit "
+                    "IS NOT NULL AND NOT EXISTS (SELECT 1 FROM units u WHERE u.id = d.unit "
+                    "AND u.kind = 0)",
+                "paragraph refers to a missing document": "SELECT p.doc FROM paragraphs p "
+                    "WHERE NOT EXISTS (SELECT 1 FROM docs d WHERE d.id = p.doc)",
+                "paragraph refers to a missing unit": "SELECT p.unit FROM paragraphs p WHERE "
+                    "NOT EXISTS (SELECT 1 FROM units u WHERE u.id = p.unit AND u.kind = 1)",
+                "band row refers to a missing unit": "SELECT b.unit FROM bands b WHERE NOT "
+                    "EXISTS (SELECT 1 FROM units u WHERE u.id = b.unit)",
+                "document unit with a wrong reference count": "SELECT u.id FROM units u WHERE "
+                    "u.kind = 0 AND u.refs != (SELECT count(*) FROM docs d WHERE d.unit = u.id)",
+                "paragraph unit with a wrong reference count": "SELECT u.id FROM units u WHERE "
+                    "u.kind = 1 AND u.refs != (SELECT count(*) FROM paragraphs p "
+                    "WHERE p.unit = u.id)",
+                "document with a wrong paragraph count": "SELECT d.key FROM docs d WHERE "
+                    "d.n_paragraphs < (SELECT count(*) FROM paragraphs p WHERE p.doc = d.id)",
+            }
+            for what, sql in queries.items():
+                bad = [row[0] for row in conn.execute(sql + " LIMIT 5")]
+                if bad:
+                    problems.append(f"{what}: {bad}")
+            if deep:
+                problems += self._deep_check(conn)
+            return problems
+        return self._read(collect)
+
+    def _deep_check(self, conn) -> list[str]:
+        problems = []
+        cursor = conn.execute("SELECT id, kind, n_shingles, norm FROM units ORDER BY id")
+        while len(problems) < 20:
+            rows = cursor.fetchmany(512)
+            if not rows:
+                break
+            keys = self._stored_band_keys([(kind, blob) for _, kind, _, blob in rows])
+            norms = [_decode_norm(blob) for *_, blob in rows]
+            offsets = np.zeros(len(norms) + 1, dtype=np.int64)
+            np.cumsum([n.size for n in norms], out=offsets[1:])
+            with _KERNELS:
+                _, shingle_offsets = shingle_normalized(np.concatenate(norms), offsets,
+                                                        self.config)
+            members = {}
+            for band_key, unit_id in conn.execute(
+                    "SELECT key, unit FROM bands WHERE key IN (SELECT value FROM json_each(?))",
+                    (json.dumps(sorted(set(keys.ravel().tolist()))),)):
+                members.setdefault(band_key, set()).add(unit_id)
+            for k, (unit_id, _, n_shingles, _) in enumerate(rows):
+                if int(shingle_offsets[k + 1] - shingle_offsets[k]) != n_shingles:
+                    problems.append(f"unit {unit_id}: its stored text gives another shingle count")
+                for band_key in set(keys[k].tolist()):
+                    bucket = members.get(band_key, set())
+                    # a unit is left out of a bucket only when the bucket was full
+                    if unit_id not in bucket and len(bucket) < self.config.max_bucket:
+                        problems.append(f"unit {unit_id}: a band row is missing")
+                        break
+        return problems
+
+
+def _slice(prepared: Prepared, lo: int, hi: int) -> Prepared:
+    """Units lo..hi-1 of a Prepared, as their own Prepared (CSR offsets rebased)."""
+    so = prepared.shingle_offsets
+    part = Prepared(prepared.norm_lengths[lo:hi], prepared.shingles[so[lo]:so[hi]],
+                    so[lo:hi + 1] - so[lo], prepared.hashes[lo:hi])
+    if prepared.norm is not None:
+        no = prepared.norm_offsets
+        part.norm = prepared.norm[no[lo]:no[hi]]
+        part.norm_offsets = no[lo:hi + 1] - no[lo]
+    return part
