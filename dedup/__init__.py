@@ -15,11 +15,14 @@ if not (Path(__file__).parent / "kernels").is_dir():
 from dedup.api import collapse, explain, find_repeats, flag, sketch, to_lean_minhash  # noqa: E402
 from dedup.config import Config  # noqa: E402
 from dedup.errors import ConfigError, DedupError, InputError  # noqa: E402
-from dedup.results import Explanation, Flag, Member, Passage, RepeatGroup  # noqa: E402
+from dedup.index import Index  # noqa: E402
+from dedup.results import (  # noqa: E402
+    DocumentMatch, Explanation, Flag, Member, ParagraphRepeat, Passage, RepeatGroup, Verdict,
+)
 
 __version__ = "0.1.0"
 __all__ = [
-    "Config", "ConfigError", "DedupError", "Explanation", "Flag", "InputError", "Member",
-    "Passage", "RepeatGroup", "collapse", "explain", "find_repeats", "flag", "sketch",
-    "to_lean_minhash", "__version__",
+    "Config", "ConfigError", "DedupError", "DocumentMatch", "Explanation", "Flag", "Index",
+    "InputError", "Member", "ParagraphRepeat", "Passage", "RepeatGroup", "Verdict", "collapse",
+    "explain", "find_repeats", "flag", "sketch", "to_lean_minhash", "__version__",
 ]

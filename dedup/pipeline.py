@@ -6,6 +6,7 @@ units -> normalize + shingle -> exact classes (xxh64 of the normalized unit)
 -> groups (each member verified directly against the kept representative).
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -236,3 +237,29 @@ def _split_component(members, neighbours, sizes, lengths, config):
         yield rep, attached
         taken = set(attached) | {rep}
         remaining = [x for x in remaining if x not in taken]
+
+
+def shingle_normalized(norm, norm_offsets, config: Config):
+    """Shingles (CSR, as in Prepared) of units already normalized by prepare(keep_normalized=True):
+    norm int32 code points, norm_offsets int64[n_units + 1]. The persistent index stores the
+    normalized text of its units and re-shingles it to verify candidates exactly."""
+    is_word = config.shingle == "word"
+    return shingle_units(norm, norm_offsets, config.ngram, WORD if is_word else CHAR, SHINGLE_SEED)
+
+
+@functools.lru_cache(maxsize=8)
+def _fixed_permutations(num_perm: int, seed: int):
+    a, b = permutations(num_perm, seed)
+    a.setflags(write=False)
+    b.setflags(write=False)
+    return a, b
+
+
+def unit_band_keys(shingles, shingle_offsets, config: Config,
+                   band_rows: tuple[int, int] | None = None) -> np.ndarray:
+    """LSH band keys uint64[n_units, bands] of each unit, exactly as candidates() makes them.
+    For callers that call it per document: the permutations are made once per (num_perm, seed),
+    and band_rows may be passed in (Config.band_rows recomputes the banding)."""
+    bands, rows = band_rows or config.band_rows
+    a, b = _fixed_permutations(config.num_perm, config.seed)
+    return band_keys(minhash_signatures(shingles, shingle_offsets, a, b), bands, rows)

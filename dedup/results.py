@@ -119,3 +119,88 @@ class Explanation:
         data["bands_collided"] = list(self.bands_collided)
         data["is_candidate"] = self.is_candidate
         return data
+
+
+@dataclass(frozen=True)
+class DocumentMatch:
+    """A stored document that a checked text repeats or overlaps (see dedup.Index).
+
+    kind: "exact" (same normalized text), "near" (Jaccard >= threshold) or "contained" (the
+    smaller one's shingles found in the larger); similarity is 1.0, the Jaccard, or the
+    containment accordingly. is_inside_stored: the checked text is the smaller side (True for
+    exact and near too), so it adds nothing the stored one lacks. key is the first stored
+    document with that normalized text; copies counts the stored documents that have it.
+    """
+
+    key: str
+    kind: str
+    similarity: float
+    jaccard: float
+    containment: float
+    is_inside_stored: bool
+    copies: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ParagraphRepeat:
+    """A paragraph of a checked text that repeats a stored paragraph (key set: the first stored
+    document holding it, repeats_* its span and line there) or an earlier paragraph of the
+    same text (key None, repeats_* in the checked text). kind and similarity as in Member."""
+
+    start: int
+    end: int
+    line: int
+    kind: str
+    similarity: float
+    key: str | None
+    repeats_start: int
+    repeats_end: int
+    repeats_line: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What dedup.Index found for one text: the stored documents it matches (best first: exact,
+    then near, then contained, each by similarity) and its repeated paragraphs (text order).
+
+    key: the key given to add (None for check); is_added: whether this call stored the text
+    (False for check, and for an add whose key already holds this very text).
+    """
+
+    key: str | None
+    is_added: bool
+    matches: tuple[DocumentMatch, ...]
+    paragraphs: tuple[ParagraphRepeat, ...]
+    n_paragraphs: int
+
+    @property
+    def is_duplicate(self) -> bool:
+        """Whether a stored document already holds this text (exact, near, or contains it)."""
+        return any(m.is_inside_stored for m in self.matches)
+
+    @property
+    def duplicate_of(self) -> str | None:
+        """Key of the best stored document that holds this text, or None."""
+        return next((m.key for m in self.matches if m.is_inside_stored), None)
+
+    @property
+    def is_new(self) -> bool:
+        """Neither a duplicate nor carrying a repeated paragraph."""
+        return not self.is_duplicate and not self.paragraphs
+
+    def to_dict(self) -> dict:
+        return {
+            "key": self.key,
+            "is_added": self.is_added,
+            "is_duplicate": self.is_duplicate,
+            "duplicate_of": self.duplicate_of,
+            "matches": [m.to_dict() for m in self.matches],
+            "paragraphs": [p.to_dict() for p in self.paragraphs],
+            "n_paragraphs": self.n_paragraphs,
+        }
