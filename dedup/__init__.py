@@ -14,6 +14,7 @@ if not (Path(__file__).parent / "kernels").is_dir():
 
 from dedup.api import collapse, explain, find_repeats, flag, sketch, to_lean_minhash  # noqa: E402
 from dedup.config import Config  # noqa: E402
+from dedup.corpus import Deduplicated, Duplicate, KeptRecord, deduplicate  # noqa: E402
 from dedup.errors import ConfigError, DedupError, InputError  # noqa: E402
 from dedup.index import Index  # noqa: E402
 from dedup.results import (  # noqa: E402
@@ -22,7 +23,8 @@ from dedup.results import (  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
-    "Config", "ConfigError", "DedupError", "DocumentMatch", "Explanation", "Flag", "Index",
-    "InputError", "Member", "ParagraphRepeat", "Passage", "RepeatGroup", "Verdict", "collapse",
-    "explain", "find_repeats", "flag", "sketch", "to_lean_minhash", "__version__",
+    "Config", "ConfigError", "DedupError", "Deduplicated", "DocumentMatch", "Duplicate",
+    "Explanation", "Flag", "Index", "InputError", "KeptRecord", "Member", "ParagraphRepeat",
+    "Passage", "RepeatGroup", "Verdict", "collapse", "deduplicate", "explain", "find_repeats",
+    "flag", "sketch", "to_lean_minhash", "__version__",
 ]

@@ -29,6 +29,11 @@ EXPLAIN_EXAMPLE = """example:
   dedup explain a.txt b.txt
   dedup explain a.txt b.txt --json
 """
+RUN_EXAMPLE = """example:
+  dedup run corpus/ -o clean/                      # near-duplicate documents removed
+  dedup run 'crawl/*.jsonl.zst' -o clean/ --level paragraph --mode flag
+  dedup run data.parquet -o clean/ --text-field body --id-field url --on-error skip
+"""
 
 
 def _seed_dir() -> Path:
@@ -171,6 +176,24 @@ def cmd_explain(args, out) -> int:
     return 0
 
 
+def cmd_run(args, out) -> int:
+    from dedup.corpus import DEFAULT_BATCH_CHARS, format_summary, run_files
+
+    config = _config(args)
+    if args.batch_mb is not None and args.batch_mb <= 0:
+        raise InputError(f"--batch-mb must be > 0, got {args.batch_mb}")
+    summary = run_files(
+        args.inputs, args.output, config, args.mode, text_field=args.text_field,
+        id_field=args.id_field, on_error=args.on_error, flag_field=args.flag_field,
+        duplicates_jsonl=args.duplicates_jsonl, overwrite=args.overwrite,
+        batch_chars=max(1, int(args.batch_mb * 1e6)) if args.batch_mb else DEFAULT_BATCH_CHARS,
+        workers=args.workers, quiet=args.quiet, stream=sys.stderr,
+    )
+    if not args.quiet:
+        sys.stderr.write(format_summary(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dedup", description="Find and remove repeated and near-duplicate text.")
@@ -200,6 +223,43 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--json", action="store_true")
     _add_config_options(exp)
     exp.set_defaults(handler=cmd_explain)
+
+    run = sub.add_parser("run", help="deduplicate corpus files (JSON Lines, Parquet, text) into "
+                         "a folder", epilog=RUN_EXAMPLE, formatter_class=formatter)
+    run.add_argument("inputs", nargs="+", metavar="INPUT",
+                     help="files, folders or globs: .jsonl/.ndjson (plain, .gz, .zst), "
+                          ".parquet, .txt (one document per file)")
+    run.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                     help="folder for the kept records, duplicates.parquet and summary.json")
+    run.add_argument("--level", dest="unit", choices=("document", "paragraph", "sentence"),
+                     default="document",
+                     help="remove duplicate documents, or repeated paragraphs (non-blank lines) "
+                          "within and across documents (default: document)")
+    run.add_argument("--mode", choices=("collapse", "flag"), default="collapse",
+                     help="collapse: remove repeats; flag: keep everything and add a field "
+                          "listing them (default: collapse)")
+    run.add_argument("--text-field", default="text", help="field holding the text (text)")
+    run.add_argument("--id-field", default=None,
+                     help="field holding the id (default: FILE:LINE)")
+    run.add_argument("--flag-field", default="dedup",
+                     help="field added in flag mode (default: dedup)")
+    run.add_argument("--on-error", choices=("fail", "skip"), default="fail",
+                     help="bad records stop the run, or go to rejects.jsonl (default: fail)")
+    run.add_argument("--duplicates-jsonl", action="store_true",
+                     help="also write duplicates.jsonl")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the results already in OUTDIR")
+    run.add_argument("--workers", type=int, default=None,
+                     help="threads for the kernels (default: all cores)")
+    run.add_argument("--batch-mb", type=float, default=None,
+                     help="megabytes of text per batch (default: 4); results do not depend on it")
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    _add_config_options(run)
+    for action in run._actions:  # --unit stays a hidden alias of --level
+        if "--unit" in action.option_strings:
+            action.help = argparse.SUPPRESS
+            action.default = "document"
+    run.set_defaults(handler=cmd_run)
     return parser
 
 
