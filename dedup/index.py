@@ -36,6 +36,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterable
 
+import numba
 import numpy as np
 import xxhash
 
@@ -62,7 +63,20 @@ PROBE_TEXT = "Engine fingerprint: the quick brown fox\nنص عربي قصير ل
 _RANK = {EXACT: 0, NEAR: 1, CONTAINED: 2}
 _CACHE_SIZE = 4096
 # numba's workqueue threading layer must not be entered by two threads at once
-_KERNELS = threading.RLock()
+_KERNEL_LOCK = threading.RLock()
+
+
+@contextmanager
+def _kernels():
+    """Kernel calls on one document: one thread. Waking a thread pool costs more than the
+    work, and milliseconds on a busy machine (OpenMP threads spin for a free core)."""
+    with _KERNEL_LOCK:
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)  # applies to the calling thread only
+        try:
+            yield
+        finally:
+            numba.set_num_threads(threads)
 
 SCHEMA = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -414,7 +428,7 @@ class Index:
             starts.append(unit_starts + offset)
             ends.append(unit_ends + offset)
             offset += len(text)
-        with _KERNELS:
+        with _kernels():
             prepared = prepare(codepoints("".join(texts)), np.concatenate(starts),
                                np.concatenate(ends), config, keep_normalized=keep_normalized)
             keys = unit_band_keys(prepared.shingles, prepared.shingle_offsets, config,
@@ -448,7 +462,7 @@ class Index:
             norms = [m[2] for m in missing]
             offsets = np.zeros(len(norms) + 1, dtype=np.int64)
             np.cumsum([n.size for n in norms], out=offsets[1:])
-            with _KERNELS:
+            with _kernels():
                 shingles, shingle_offsets = shingle_normalized(np.concatenate(norms), offsets,
                                                                self.config)
             if len(self._cache) > _CACHE_SIZE:
@@ -529,7 +543,7 @@ class Index:
         np.cumsum(sizes, out=offsets[1:])
         left_arr = np.asarray(left, dtype=np.int64)
         right_arr = np.asarray([position[i] for i in right_ids], dtype=np.int64)
-        with _KERNELS:
+        with _kernels():
             jaccard, containment = pair_similarities(np.concatenate(pieces), offsets,
                                                      left_arr, right_arr)
         lengths = np.concatenate((prepared.norm_lengths,
@@ -541,7 +555,7 @@ class Index:
             unit, unit_id = left[k], right_ids[k]
             jac, cont = float(jaccard[k]), float(containment[k])
             kind, similarity = (NEAR, jac) if jac >= config.threshold else (CONTAINED, cont)
-            is_inside = kind == NEAR or sizes[unit] <= sizes[position[unit_id]]
+            is_inside = bool(kind == NEAR or sizes[unit] <= sizes[position[unit_id]])
             pairs.append((unit, unit_id, kind, similarity, jac, cont, is_inside))
         return pairs
 
@@ -604,7 +618,7 @@ class Index:
         n_paragraphs = len(analysis) - 1
         if n_paragraphs < 2:
             return {}
-        with _KERNELS:
+        with _kernels():
             groups = find_groups(_slice(analysis.prepared, 1, len(analysis)), self.config)
         within = {}
         for group in groups:
@@ -746,7 +760,7 @@ class Index:
         norms = [_decode_norm(blob) for _, blob in rows]
         offsets = np.zeros(len(norms) + 1, dtype=np.int64)
         np.cumsum([n.size for n in norms], out=offsets[1:])
-        with _KERNELS:
+        with _kernels():
             shingles, shingle_offsets = shingle_normalized(
                 np.concatenate(norms) if norms else np.zeros(0, np.int32), offsets, self.config)
             keys = unit_band_keys(shingles, shingle_offsets, self.config, self._band_rows)
@@ -827,7 +841,7 @@ class Index:
             norms = [_decode_norm(blob) for *_, blob in rows]
             offsets = np.zeros(len(norms) + 1, dtype=np.int64)
             np.cumsum([n.size for n in norms], out=offsets[1:])
-            with _KERNELS:
+            with _kernels():
                 _, shingle_offsets = shingle_normalized(np.concatenate(norms), offsets,
                                                         self.config)
             members = {}
