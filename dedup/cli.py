@@ -35,6 +35,12 @@ RUN_EXAMPLE = """example:
   dedup run data.parquet -o clean/ --text-field body --id-field url --on-error skip
 """
 
+INDEX_EXAMPLE = """example:
+  dedup index add news.idx day1/                 # store every .txt file (key: its path)
+  dedup index check news.idx article.txt         # duplicate of a stored file? repeated lines?
+  dedup index add news.idx day2/ --json          # store, one verdict per file as JSON
+  dedup index stats news.idx
+"""
 
 def _seed_dir() -> Path:
     packaged = Path(__file__).parent / "seeds"
@@ -194,6 +200,70 @@ def cmd_run(args, out) -> int:
     return 0
 
 
+def _index_config(args) -> Config | None:
+    """A Config from the index options given, or None: an existing index keeps its own."""
+    given = {name: getattr(args, name) for name in ("shingle", "ngram", "num_perm", "seed",
+                                                    "threshold")
+             if getattr(args, name, None) is not None}
+    return Config(**given) if given else None
+
+
+def _write_verdict(out, name: str, verdict) -> None:
+    if verdict.is_duplicate:
+        best = next(m for m in verdict.matches if m.is_inside_stored)
+        status = f"duplicate of {best.key} ({best.kind} {best.similarity:.3f})"
+    elif verdict.matches:
+        best = verdict.matches[0]
+        status = f"new, contains {best.key} ({best.kind} {best.similarity:.3f})"
+    else:
+        status = "new"
+    if not verdict.is_added and verdict.key is not None:
+        status += ", already stored"
+    count = len(verdict.paragraphs)
+    if count:
+        status += f", {count} repeated paragraph{'s' if count != 1 else ''}"
+    out.write(f"{name}: {status}\n")
+    for p in verdict.paragraphs:
+        where = f"{p.key} line {p.repeats_line}" if p.key is not None else \
+            f"line {p.repeats_line}"
+        out.write(f"    line {p.line:>4}  {p.kind} {p.similarity:.3f} of {where}\n")
+
+
+def cmd_index(args, out) -> int:
+    from dedup.index import Index
+
+    if args.action == "stats":
+        with Index.open(args.path, _index_config(args), read_only=True) as index:
+            stats = index.stats()
+            if args.verify:
+                problems = index.integrity_check()
+                stats["problems"] = problems
+        if args.json:
+            out.write(json.dumps(stats) + "\n")
+        else:
+            for name, value in stats.items():
+                if name not in ("config", "problems"):
+                    out.write(f"{name}: {value}\n")
+            if args.verify:
+                out.write(f"integrity: {'ok' if not stats['problems'] else stats['problems']}\n")
+        if args.verify and stats["problems"]:
+            raise InputError(f"{args.path}: integrity check failed: {stats['problems'][0]}")
+        return 0
+    paths = expand_inputs(args.files)
+    with Index.open(args.path, _index_config(args), read_only=args.action == "check") as index:
+        for path in paths:
+            text = read_text(path)
+            if args.action == "add":
+                verdict = index.add(str(path), text, replace=args.replace)
+            else:
+                verdict = index.check(text)
+            if args.json:
+                record = {"file": str(path), **verdict.to_dict()}
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            else:
+                _write_verdict(out, str(path), verdict)
+    return 0
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dedup", description="Find and remove repeated and near-duplicate text.")
@@ -260,6 +330,35 @@ def build_parser() -> argparse.ArgumentParser:
             action.help = argparse.SUPPRESS
             action.default = "document"
     run.set_defaults(handler=cmd_run)
+
+    idx = sub.add_parser("index", help="add text files to a persistent index, or check them "
+                         "against it", epilog=INDEX_EXAMPLE, formatter_class=formatter)
+    actions = idx.add_subparsers(dest="action", required=True)
+    for action, text in (("add", "check each file against the index, then store it"),
+                         ("check", "check each file against the index; store nothing"),
+                         ("stats", "counts, settings and file size of the index")):
+        act = actions.add_parser(action, help=text, epilog=INDEX_EXAMPLE,
+                                 formatter_class=formatter)
+        act.add_argument("path", metavar="INDEX", help="the index file (created by add)")
+        act.add_argument("--json", action="store_true", help="JSON output, one object per file")
+        act.set_defaults(handler=cmd_index)
+        if action == "stats":
+            act.add_argument("--verify", action="store_true",
+                             help="also check the file's integrity (reads every unit)")
+            continue
+        act.add_argument("files", nargs="+", metavar="FILE", help="text files or folders")
+        if action == "add":
+            act.add_argument("--replace", action="store_true",
+                             help="a stored file whose text changed is replaced (default: error)")
+        # settings fixed when the index is created; an existing index keeps its own
+        act.add_argument("--shingle", choices=SHINGLES, default=None,
+                         help="character or word n-grams (new index: char)")
+        act.add_argument("--ngram", type=int, default=None, help="n-gram size (new index: 5)")
+        act.add_argument("--threshold", type=float, default=None,
+                         help="Jaccard similarity of near-duplicates (new index: 0.8)")
+        act.add_argument("--num-perm", type=int, default=None,
+                         help="MinHash permutations (new index: 128)")
+        act.add_argument("--seed", type=int, default=None, help="MinHash seed (new index: 1)")
     return parser
 
 

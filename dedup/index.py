@@ -211,8 +211,9 @@ class Index:
         """
         if config is not None and not isinstance(config, Config):
             raise ConfigError(f"config must be a dedup.Config, got {type(config).__name__}")
-        path = Path(os.fspath(path))
-        if path.is_dir():
+        name = os.fspath(path)
+        path = Path(name)
+        if path.is_dir() or str(name).endswith(("/", os.sep)):
             raise InputError(f"{path}: is a directory (give a file name for the index)")
         exists = path.exists() and path.stat().st_size > 0
         if exists:

@@ -598,3 +598,50 @@ def test_a_bad_item_in_add_many_stores_nothing(tmp_path):
         with pytest.raises(InputError, match="different text"):
             index.add_many([("c", "A third document, new."), ("a", "other text")])
         assert index.keys() == ["a"] and index.integrity_check() == []
+
+
+# ---- the command line -----------------------------------------------------------------------
+
+def test_cli_add_check_stats(tmp_path, capsys):
+    from dedup.cli import main
+
+    (tmp_path / "day1").mkdir()
+    (tmp_path / "day1" / "a.txt").write_text(ARTICLE, encoding="utf-8")
+    probe = tmp_path / "probe.txt"
+    probe.write_text(ARTICLE.upper() + "\n", encoding="utf-8")
+    path = str(tmp_path / "news.idx")
+    assert main(["index", "add", path, str(tmp_path / "day1")]) == 0
+    out = capsys.readouterr().out
+    assert "a.txt: new, 1 repeated paragraph" in out and "line    3  exact 1.000 of line 1" in out
+    assert main(["index", "check", path, str(probe)]) == 0
+    out = capsys.readouterr().out
+    assert "probe.txt: duplicate of " in out and "(exact 1.000)" in out
+    assert main(["index", "check", path, str(probe), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["duplicate_of"].endswith("a.txt") and not record["is_added"]
+    assert main(["index", "stats", path, "--json", "--verify"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["documents"] == 1 and stats["problems"] == []
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from dedup.cli import main
+
+    text = tmp_path / "a.txt"
+    text.write_text("hello there\n", encoding="utf-8")
+    assert main(["index", "check", str(text), str(text)]) == 2
+    err = capsys.readouterr().err
+    assert "not a dedup index" in err and err.count("\n") == 1
+    path = str(tmp_path / "a.idx")
+    assert main(["index", "add", path, str(text)]) == 0
+    assert main(["index", "add", path, str(text), "--ngram", "4"]) == 2
+    assert "ngram=4 (index: 5)" in capsys.readouterr().err
+
+
+def test_cli_index_help_shows_an_example():
+    from dedup.cli import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices["index"]
+    assert "example:" in sub.format_help() and "dedup index add" in sub.format_help()
+    for action in sub._subparsers._group_actions[0].choices.values():
+        assert "dedup index check" in action.format_help()
