@@ -243,6 +243,9 @@ class Index:
                                    check_same_thread=False, timeout=self._timeout)
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable against a killed process
             conn.execute("PRAGMA cache_size = -65536")
+            # an add dirties ~200 random pages of the band table: checkpoint (and fsync) every
+            # 8k pages rather than SQLite's 1k, a third less time per add
+            conn.execute("PRAGMA wal_autocheckpoint = 8192")
         except sqlite3.Error as err:
             raise self._error(err) from None
         return conn
