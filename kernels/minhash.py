@@ -11,8 +11,28 @@ import numpy as np
 from numba import njit, prange
 
 from .hashing import fmix32
+from .normalize import _normalize_one, decode_utf8, normalize_utf8_into
+from .shingle import _fill_shingles
 
 EMPTY_SLOT = np.uint32(0xFFFFFFFF)
+LOW32 = np.uint64(0xFFFFFFFF)
+_UNITS_PER_TASK = 32  # units sharing one set of scratch buffers in minhash_utf8
+
+
+@njit(cache=True, inline="always")
+def _signature_into(mixed, n_mixed, perm_a, perm_b, row):
+    """row[p] = min over i of a[p] * mixed[i] + b[p] (mod 2^32), EMPTY_SLOT when n_mixed is 0.
+
+    Permutation outside, shingles inside: the inner loop is a min-reduction over one uint32
+    array that LLVM vectorizes (8 lanes with AVX2), ~10x the shingle-outer order.
+    """
+    for perm in range(perm_a.size):
+        a = perm_a[perm]
+        b = perm_b[perm]
+        best = EMPTY_SLOT
+        for i in range(n_mixed):
+            best = min(best, np.uint32(a * mixed[i] + b))
+        row[perm] = best
 
 
 @njit(cache=True, parallel=True)
@@ -24,15 +44,75 @@ def minhash_signatures(shingles, offsets, perm_a, perm_b):
     Returns uint32[n_units, num_perm]; empty units keep EMPTY_SLOT.
     """
     n_units = offsets.size - 1
-    num_perm = perm_a.size
-    signatures = np.empty((n_units, num_perm), dtype=np.uint32)
+    signatures = np.empty((n_units, perm_a.size), dtype=np.uint32)
     for unit in prange(n_units):  # each iteration writes only its own row
-        best = np.full(num_perm, EMPTY_SLOT, dtype=np.uint32)
-        for i in range(offsets[unit], offsets[unit + 1]):
-            hv = fmix32(np.uint32(shingles[i] & np.uint64(0xFFFFFFFF)))
-            for perm in range(num_perm):
-                value = np.uint32(perm_a[perm] * hv + perm_b[perm])
-                if value < best[perm]:
-                    best[perm] = value
-        signatures[unit, :] = best
+        lo = offsets[unit]
+        mixed = np.empty(offsets[unit + 1] - lo, dtype=np.uint32)
+        for i in range(mixed.size):
+            mixed[i] = fmix32(np.uint32(shingles[lo + i] & LOW32))
+        _signature_into(mixed, mixed.size, perm_a, perm_b, signatures[unit])
+    return signatures
+
+
+@njit(cache=True, parallel=True)
+def minhash_utf8(data, offsets, table, exp_offsets, exp_values, n, mode, seed, perm_a, perm_b):
+    """MinHash of each unit straight from UTF-8: normalize, shingle, hash and sketch in one pass.
+
+    data: uint8 UTF-8 bytes (str.encode("utf-8", "surrogatepass")); offsets: int64[n_units + 1]
+    in bytes; table, exp_offsets, exp_values: the normalization table (dedup.normtable);
+    n, mode (shingle.CHAR or WORD), seed: as shingle_units.
+    Returns uint32[n_units, num_perm], equal to minhash_signatures of shingle_units of
+    normalize_units of the same text (character mode drops separators, word mode keeps them).
+    Shingles are neither sorted nor stored: a repeated shingle cannot change a minimum, and a
+    small direct-mapped filter skips most repeats before the 128 multiplications.
+    """
+    seed = np.uint64(seed)
+    keep_separators = mode != 0
+    n_units = offsets.size - 1
+    signatures = np.empty((n_units, perm_a.size), dtype=np.uint32)
+    n_tasks = (n_units + _UNITS_PER_TASK - 1) // _UNITS_PER_TASK
+    no_values = np.zeros(0, dtype=np.int32)
+    no_origins = np.zeros(0, dtype=np.int64)
+    for task in prange(n_tasks):  # a task owns its units' rows and its scratch buffers
+        first = task * _UNITS_PER_TASK
+        last = min(n_units, first + _UNITS_PER_TASK)
+        max_bytes = 1
+        for unit in range(first, last):
+            max_bytes = max(max_bytes, offsets[unit + 1] - offsets[unit])
+        norm = np.empty(2 * max_bytes, dtype=np.int32)
+        shingles = np.empty(2 * max_bytes, dtype=np.uint64)
+        mixed = np.empty(2 * max_bytes, dtype=np.uint32)
+        bits = 6
+        while (1 << bits) < 2 * max_bytes and bits < 14:
+            bits += 1
+        mask = np.uint32((1 << bits) - 1)
+        seen = np.zeros(1 << bits, dtype=np.uint32)
+        seen_in = np.full(1 << bits, -1, dtype=np.int64)
+        for unit in range(first, last):
+            lo = offsets[unit]
+            hi = offsets[unit + 1]
+            values = norm
+            count = normalize_utf8_into(data, lo, hi, table, exp_offsets, exp_values,
+                                        keep_separators, norm)
+            if count < 0:  # expansions (ligatures and the like) outgrew the scratch buffer
+                cps = decode_utf8(data, lo, hi)
+                count = _normalize_one(cps, 0, cps.size, table, exp_offsets, exp_values,
+                                       keep_separators, no_values, no_origins, False)
+                values = np.empty(count, dtype=np.int32)
+                _normalize_one(cps, 0, cps.size, table, exp_offsets, exp_values,
+                               keep_separators, values, no_origins, True)
+            units_shingles = shingles if count <= shingles.size else np.empty(count, np.uint64)
+            n_shingles = _fill_shingles(values, 0, count, n, mode, seed, units_shingles)
+            if n_shingles > mixed.size:
+                mixed = np.empty(n_shingles, dtype=np.uint32)
+            n_mixed = 0
+            for i in range(n_shingles):
+                key = np.uint32(units_shingles[i] & LOW32)
+                slot = key & mask
+                is_repeat = (seen_in[slot] == unit) & (seen[slot] == key)
+                seen[slot] = key
+                seen_in[slot] = unit
+                mixed[n_mixed] = fmix32(key)
+                n_mixed += not is_repeat  # branch-free: repeats are overwritten next time
+            _signature_into(mixed, n_mixed, perm_a, perm_b, signatures[unit])
     return signatures
