@@ -497,20 +497,20 @@ class Index:
                 unit_id = by_hash.get((int(hashes[unit]), analysis.kind(unit)))
                 if unit_id is not None:
                     exact[unit] = unit_id
-            keys = analysis.keys[active]
-            members = {}
+            owners = {}  # band key -> units of this text that have it
+            for row, unit in zip(analysis.keys[active].tolist(), active):
+                for key in row:
+                    owners.setdefault(key, set()).add(unit)
             for key, unit_id in conn.execute(
                     "SELECT key, unit FROM bands WHERE key IN (SELECT value FROM json_each(?))",
-                    (json.dumps(sorted(set(keys.ravel().tolist()))),)):
-                members.setdefault(key, []).append(unit_id)
-            bucket_sizes = {key: len(ids) for key, ids in members.items()}
-            for row, unit in zip(keys.tolist(), active):
-                ids = set()
-                for key in row:
-                    ids.update(members.get(key, ()))
-                ids.discard(exact.get(unit))  # same normalized text: already an exact match
-                if ids:
-                    candidates[unit] = ids
+                    (json.dumps(sorted(owners)),)):
+                bucket_sizes[key] = bucket_sizes.get(key, 0) + 1
+                for unit in owners[key]:
+                    candidates.setdefault(unit, set()).add(unit_id)
+            for unit in list(candidates):
+                candidates[unit].discard(exact.get(unit))  # same text: already an exact match
+                if not candidates[unit]:
+                    del candidates[unit]
         pairs = self._verify(conn, analysis, candidates)
         parts = self._describe(conn, analysis, exact, pairs)
         return _Found(exact, bucket_sizes, parts)
