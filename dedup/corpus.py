@@ -818,21 +818,18 @@ def _run(shards, work, config, mode, text_field, id_field, on_error, flag_field,
     rejects_file = open(rejects_path, "wb") if on_error == "skip" else None
     n_rejected = 0
     rejected_shards = set()
-    is_first_pass = True
 
     def on_reject(reject):
         nonlocal n_rejected
-        if is_first_pass:
-            n_rejected += 1
-            rejects_file.write(reject.to_json())
-            if reject.line == 0:
-                rejected_shards.add(reject.file)
+        n_rejected += 1
+        rejects_file.write(reject.to_json())
+        if reject.line == 0:
+            rejected_shards.add(reject.file)
 
     reader = Reader(shards, text_field, id_field, on_reject if rejects_file else None)
     try:
         plan = make_plan(reader.records, config, batch_chars, progress)
     finally:
-        is_first_pass = False
         if rejects_file is not None:
             rejects_file.close()
     clock = time.perf_counter()
@@ -863,12 +860,10 @@ def _run(shards, work, config, mode, text_field, id_field, on_error, flag_field,
     for batch in batched(reader.records(), batch_chars):
         for record in batch:
             if record.shard != current:
-                if current >= 0:
-                    writers.pop(current).close()
-                for skipped in range(current + 1, record.shard):  # shards without records
-                    if shards[skipped].name not in rejected_shards:
-                        writer_for(skipped)
-                        writers.pop(skipped).close()
+                for done in range(max(current, 0), record.shard):  # empty shards too
+                    if done == current or shards[done].name not in rejected_shards:
+                        writer_for(done)
+                        writers.pop(done).close()
                 current = record.shard
             result = outcome(plan, index, record, config, mode)
             index += 1
@@ -885,12 +880,10 @@ def _run(shards, work, config, mode, text_field, id_field, on_error, flag_field,
                           flag_field if is_flag else None)
         if advance is not None:
             advance(batch)
-    if current >= 0:
-        writers.pop(current).close()
-    for skipped in range(current + 1, len(shards)):
-        if shards[skipped].name not in rejected_shards:
-            writer_for(skipped)
-            writers.pop(skipped).close()
+    for done in range(max(current, 0), len(shards)):
+        if done == current or shards[done].name not in rejected_shards:
+            writer_for(done)
+            writers.pop(done).close()
     report.close()
     if index != plan.sketch.n_records:
         raise InputError(f"the input changed between passes: {plan.sketch.n_records} records "

@@ -177,7 +177,8 @@ class Reader:
 
     text_field, id_field: the fields (JSON keys, Parquet columns) holding the text and the id;
     ids default to "name:line". on_reject: None to raise InputError on the first bad record, or
-    a callable taking a Reject (the record is then skipped).
+    a callable taking a Reject (the record is then skipped); it sees each reject once, during
+    the first full pass.
     """
 
     def __init__(self, shards, text_field="text", id_field=None, on_reject=None):
@@ -205,7 +206,8 @@ class Reader:
         if self.on_reject is None:
             where = f"{shard.name} line {line}" if line else shard.name
             raise InputError(f"{where}: {error}")
-        self.on_reject(reject)
+        if not self._checked:  # later passes meet the same rejects again: report them once
+            self.on_reject(reject)
 
     def _field_hint(self, field, option):
         return f' (choose another with {option})' if option else ""
