@@ -35,10 +35,14 @@ from dedup.config import Config
 from dedup.errors import ConfigError, InputError
 from dedup.io import JsonlWriter, ParquetWriter, Reader, Record, TextWriter, discover, edit_jsonl
 from dedup.kernels.band import band_keys, candidate_pairs
+from dedup.kernels.minhash import minhash_utf8
+from dedup.kernels.normalize import normalize_units
+from dedup.kernels.shingle import CHAR, WORD, unit_hashes
 from dedup.kernels.verify import pair_similarities
+from dedup.normtable import load_table
 from dedup.pipeline import (
-    CONTAINED, EXACT, NEAR, Prepared, build_groups, codepoints, exact_classes, is_edge, prepare,
-    signatures,
+    CONTAINED, EXACT, NEAR, SHINGLE_SEED, UNIT_HASH_SEED, Prepared, build_groups, codepoints,
+    exact_classes, is_edge, permutations, prepare,
 )
 from dedup.units import split_units
 
@@ -158,8 +162,9 @@ class _Column:
 
 @dataclass
 class Sketch:
-    """Per unit (corpus order): record, span, hash, normalized length, shingle count, band keys;
-    per record: its first unit (record_units, n_records + 1) and its id."""
+    """Per unit (corpus order): record, span, hash, normalized length, shingle count (set in
+    pass 2, for units in a candidate pair only), band keys; per record: its first unit
+    (record_units, n_records + 1) and its id."""
 
     unit_record: np.ndarray
     unit_start: np.ndarray
@@ -193,8 +198,8 @@ class Sketch:
 
 
 def _batch_units(batch, unit):
-    """Code points of a batch and the global spans of its units; (cps, starts, ends, counts,
-    local starts, local ends)."""
+    """The units of a batch: (texts, global starts, global ends, units per record, starts and
+    ends within each record), spans in characters of the concatenated texts."""
     texts = [record.text for record in batch]
     starts, ends, counts = [], [], []
     local_starts, local_ends = [], []
@@ -207,9 +212,31 @@ def _batch_units(batch, unit):
         starts.extend(x + base for x in s)
         ends.extend(x + base for x in e)
         base += len(text)
-    cps = codepoints("".join(texts))
-    return (cps, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64), counts,
+    return (texts, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64), counts,
             local_starts, local_ends)
+
+
+def unit_sketches(texts, counts, local_starts, local_ends, starts, ends, config: Config):
+    """(normalized lengths, xxh64 of the normalized units, MinHash signatures) of the units of
+    a batch, the same values as prepare() and signatures() give, without building the sorted
+    shingle sets: minhash_utf8 sketches straight from UTF-8 (what pass 1 spends its time on)."""
+    table, exp_offsets, exp_values = load_table()
+    is_word = config.shingle == "word"
+    norm, norm_offsets, _ = normalize_units(
+        codepoints("".join(texts)), starts, ends, table, exp_offsets, exp_values, is_word, False)
+    hashes = unit_hashes(norm, norm_offsets, UNIT_HASH_SEED)
+    del norm
+    owners = np.repeat(np.arange(len(texts)), counts).tolist()
+    pieces = [texts[r][s:e] for r, s, e in zip(owners, local_starts, local_ends)]
+    encoded = [piece.encode("utf-8", "surrogatepass") for piece in pieces]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)),
+              out=offsets[1:])
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    perm_a, perm_b = permutations(config.num_perm, config.seed)
+    sigs = minhash_utf8(data, offsets, table, exp_offsets, exp_values, config.ngram,
+                        WORD if is_word else CHAR, SHINGLE_SEED, perm_a, perm_b)
+    return np.diff(norm_offsets), hashes, sigs
 
 
 def sketch(batches, config: Config, progress=None) -> Sketch:
@@ -217,7 +244,7 @@ def sketch(batches, config: Config, progress=None) -> Sketch:
     n_bands, rows = config.band_rows
     unit_record = _Column(np.int64)
     unit_start, unit_end = _Column(np.int64), _Column(np.int64)
-    hashes, norm_lengths, sizes = _Column(np.uint64), _Column(np.int64), _Column(np.int64)
+    hashes, norm_lengths = _Column(np.uint64), _Column(np.int64)
     keys = _Column(np.uint64, n_bands)
     record_counts = array("q")
     id_blob = bytearray()
@@ -225,7 +252,7 @@ def sketch(batches, config: Config, progress=None) -> Sketch:
     n_records = 0
     n_chars = 0
     for batch in batches:
-        cps, starts, ends, counts, local_starts, local_ends = _batch_units(batch, config.unit)
+        texts, starts, ends, counts, local_starts, local_ends = _batch_units(batch, config.unit)
         for record in batch:
             id_blob += record.id.encode("utf-8", "surrogatepass")
             id_ends.append(len(id_blob))
@@ -234,15 +261,14 @@ def sketch(batches, config: Config, progress=None) -> Sketch:
         unit_start.add(local_starts)
         unit_end.add(local_ends)
         n_records += len(batch)
-        n_chars += cps.size
+        n_chars += sum(map(len, texts))
         if starts.size:
-            prepared = prepare(cps, starts, ends, config)
-            hashes.add(prepared.hashes)
-            norm_lengths.add(prepared.norm_lengths)
-            sizes.add(prepared.sizes)
-            sigs = signatures(prepared.shingles, prepared.shingle_offsets, config)
+            lengths, unit_hash, sigs = unit_sketches(texts, counts, local_starts, local_ends,
+                                                     starts, ends, config)
+            hashes.add(unit_hash)
+            norm_lengths.add(lengths)
             keys.add(band_keys(sigs, n_bands, rows))
-            del prepared, sigs
+            del sigs
         if progress is not None:
             progress(batch)
     record_units = np.zeros(n_records + 1, dtype=np.int64)
@@ -250,8 +276,10 @@ def sketch(batches, config: Config, progress=None) -> Sketch:
     if n_records:
         np.cumsum(np.frombuffer(record_counts, dtype=np.int64), out=record_units[1:])
         id_offsets[1:] = np.frombuffer(id_ends, dtype=np.int64)
+    lengths = norm_lengths.array()
+    # shingle counts are known only for units re-shingled in pass 2 (all that grouping reads)
     return Sketch(unit_record.array(), unit_start.array(), unit_end.array(), hashes.array(),
-                  norm_lengths.array(), sizes.array(), keys.array(), record_units,
+                  lengths, np.zeros(lengths.size, dtype=np.int64), keys.array(), record_units,
                   bytes(id_blob), id_offsets, n_chars)
 
 
@@ -321,6 +349,7 @@ def verify(batches, sk: Sketch, left, right, config: Config, progress=None):
         starts = sk.unit_start[units] + base[where]
         ends = sk.unit_end[units] + base[where]
         prepared = prepare(codepoints("".join(texts)), starts, ends, config)
+        sk.sizes[units] = prepared.sizes
         p0, p1 = np.searchsorted(right, u0), np.searchsorted(right, u1)
         pair_left, pair_right = left[p0:p1], right[p0:p1]
         old = np.unique(pair_left[pair_left < u0])

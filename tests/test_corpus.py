@@ -258,3 +258,21 @@ def test_docstring_examples():
 
     result = doctest.testmod(dedup.corpus, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("unit", ["document", "paragraph"])
+@pytest.mark.parametrize("shingle", ["char", "word"])
+def test_pass_one_sketches_equal_the_engine_ones(unit, shingle, seed_text):
+    """Pass 1 skips the sorted shingle sets; its hashes, lengths and band keys are still the
+    ones prepare() and signatures() give."""
+    from dedup.kernels.band import band_keys
+    from dedup.pipeline import signatures
+
+    config = Config(unit=unit, shingle=shingle)
+    items = small_corpus(2, 50) + [("seed", seed_text), ("odd", "ﬁne \ud800 ١٢٣ Ⅻ\n\n"), ("e", "")]
+    sk = sketch(batched(records(items), 3000), config)
+    prepared, *_ = brute_force([t for _, t in items], config)
+    assert np.array_equal(sk.hashes, prepared.hashes)
+    assert np.array_equal(sk.norm_lengths, prepared.norm_lengths)
+    sigs = signatures(prepared.shingles, prepared.shingle_offsets, config)
+    assert np.array_equal(sk.keys, band_keys(sigs, *config.band_rows))
