@@ -218,3 +218,20 @@ def test_run_help_shows_an_example():
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices["run"]
     assert "example:" in sub.format_help() and "dedup run" in sub.format_help()
+
+
+def test_parquet_flag_mode_adds_a_column(capsys, tmp_path):
+    rows = corpus(40, seed=5)
+    table = pa.table({"id": [r["id"] for r in rows], "text": [r["text"] for r in rows]})
+    pq.write_table(table, tmp_path / "p.parquet")
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "run", tmp_path / "p.parquet", "-o", out, "--mode", "flag",
+                       "--level", "paragraph", "--quiet")
+    assert code == 0, err
+    flagged = pq.read_table(out / "p.parquet")
+    assert flagged.column_names == ["id", "text", "dedup"]
+    assert flagged.select(["id", "text"]) == table
+    report = pq.read_table(out / "duplicates.parquet").to_pylist()
+    flags = [f for row in flagged.column("dedup").to_pylist() for f in row]
+    assert len(flags) == len(report) > 0
+    assert {(f["start"], f["dup_of"]) for f in flags} == {(r["start"], r["dup_of"]) for r in report}
