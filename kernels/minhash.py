@@ -10,9 +10,9 @@ our signatures can be handed to datasketch as they are.
 import numpy as np
 from numba import njit, prange
 
-from .hashing import fmix32
+from .hashing import P2, fmix32, fmix64
 from .normalize import _normalize_one, decode_utf8, normalize_utf8_into
-from .shingle import _fill_shingles
+from .shingle import CHAR, WORD, _combine, _fill_shingles
 
 EMPTY_SLOT = np.uint32(0xFFFFFFFF)
 LOW32 = np.uint64(0xFFFFFFFF)
@@ -54,6 +54,64 @@ def minhash_signatures(shingles, offsets, perm_a, perm_b):
     return signatures
 
 
+_FILTER_SLOTS = 2048  # 16 KB of uint64: stays in L1 next to the scratch buffers
+_NOT_SEEN = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@njit(cache=True, inline="always")
+def _keep_mixed(key, unit, seen, mixed, n_mixed):
+    """Append fmix32(key) to mixed unless the filter saw key in this unit; returns n_mixed.
+
+    The filter is direct-mapped (a slot holds the last key that fell in it, tagged with its
+    unit) so a repeat is sometimes kept: harmless, a repeated shingle cannot change a minimum.
+    Branch-free: the value is always written, and only counted when new.
+    """
+    entry = (np.uint64(unit) << np.uint64(32)) | np.uint64(key)
+    slot = key & np.uint32(_FILTER_SLOTS - 1)
+    is_repeat = seen[slot] == entry
+    seen[slot] = entry
+    mixed[n_mixed] = fmix32(key)
+    return n_mixed + (not is_repeat)
+
+
+@njit(cache=True)
+def _char_shingles_mixed(values, count, n, seed, unit, seen, mixed):
+    """fmix32 of the low 32 bits of each character shingle hash of values[:count] (as
+    shingle_units computes them), repeats mostly skipped; returns how many were written."""
+    if count == 0:
+        return 0
+    width = min(n, count)
+    finish = (np.uint64(width) * P2) ^ seed
+    n_mixed = 0
+    if width == 5:  # the default n, unrolled: twice as fast as the loop over k
+        for s in range(count - 4):
+            h = _combine(seed, values[s])
+            h = _combine(h, values[s + 1])
+            h = _combine(h, values[s + 2])
+            h = _combine(h, values[s + 3])
+            h = _combine(h, values[s + 4])
+            key = np.uint32(fmix64(h ^ finish) & LOW32)
+            n_mixed = _keep_mixed(key, unit, seen, mixed, n_mixed)
+        return n_mixed
+    for s in range(count - width + 1):
+        h = seed
+        for k in range(width):
+            h = _combine(h, values[s + k])
+        key = np.uint32(fmix64(h ^ finish) & LOW32)
+        n_mixed = _keep_mixed(key, unit, seen, mixed, n_mixed)
+    return n_mixed
+
+
+@njit(cache=True)
+def _word_shingles_mixed(values, count, n, seed, unit, seen, shingles, mixed):
+    """As _char_shingles_mixed, for word shingles (shingles: uint64 scratch of >= count)."""
+    n_shingles = _fill_shingles(values, 0, count, n, WORD, seed, shingles)
+    n_mixed = 0
+    for i in range(n_shingles):
+        n_mixed = _keep_mixed(np.uint32(shingles[i] & LOW32), unit, seen, mixed, n_mixed)
+    return n_mixed
+
+
 @njit(cache=True, parallel=True)
 def minhash_utf8(data, offsets, table, exp_offsets, exp_values, n, mode, seed, perm_a, perm_b):
     """MinHash of each unit straight from UTF-8: normalize, shingle, hash and sketch in one pass.
@@ -67,7 +125,7 @@ def minhash_utf8(data, offsets, table, exp_offsets, exp_values, n, mode, seed, p
     small direct-mapped filter skips most repeats before the 128 multiplications.
     """
     seed = np.uint64(seed)
-    keep_separators = mode != 0
+    keep_separators = mode == WORD
     n_units = offsets.size - 1
     signatures = np.empty((n_units, perm_a.size), dtype=np.uint32)
     n_tasks = (n_units + _UNITS_PER_TASK - 1) // _UNITS_PER_TASK
@@ -80,14 +138,9 @@ def minhash_utf8(data, offsets, table, exp_offsets, exp_values, n, mode, seed, p
         for unit in range(first, last):
             max_bytes = max(max_bytes, offsets[unit + 1] - offsets[unit])
         norm = np.empty(2 * max_bytes, dtype=np.int32)
-        shingles = np.empty(2 * max_bytes, dtype=np.uint64)
+        shingles = np.empty(2 * max_bytes if mode == WORD else 0, dtype=np.uint64)
         mixed = np.empty(2 * max_bytes, dtype=np.uint32)
-        bits = 6
-        while (1 << bits) < 2 * max_bytes and bits < 14:
-            bits += 1
-        mask = np.uint32((1 << bits) - 1)
-        seen = np.zeros(1 << bits, dtype=np.uint32)
-        seen_in = np.full(1 << bits, -1, dtype=np.int64)
+        seen = np.full(_FILTER_SLOTS, _NOT_SEEN, dtype=np.uint64)
         for unit in range(first, last):
             lo = offsets[unit]
             hi = offsets[unit + 1]
@@ -101,18 +154,12 @@ def minhash_utf8(data, offsets, table, exp_offsets, exp_values, n, mode, seed, p
                 values = np.empty(count, dtype=np.int32)
                 _normalize_one(cps, 0, cps.size, table, exp_offsets, exp_values,
                                keep_separators, values, no_origins, True)
-            units_shingles = shingles if count <= shingles.size else np.empty(count, np.uint64)
-            n_shingles = _fill_shingles(values, 0, count, n, mode, seed, units_shingles)
-            if n_shingles > mixed.size:
-                mixed = np.empty(n_shingles, dtype=np.uint32)
-            n_mixed = 0
-            for i in range(n_shingles):
-                key = np.uint32(units_shingles[i] & LOW32)
-                slot = key & mask
-                is_repeat = (seen_in[slot] == unit) & (seen[slot] == key)
-                seen[slot] = key
-                seen_in[slot] = unit
-                mixed[n_mixed] = fmix32(key)
-                n_mixed += not is_repeat  # branch-free: repeats are overwritten next time
+            if count > mixed.size:
+                mixed = np.empty(count, dtype=np.uint32)
+                shingles = np.empty(count if mode == WORD else 0, dtype=np.uint64)
+            if mode == CHAR:
+                n_mixed = _char_shingles_mixed(values, count, n, seed, unit, seen, mixed)
+            else:
+                n_mixed = _word_shingles_mixed(values, count, n, seed, unit, seen, shingles, mixed)
             _signature_into(mixed, n_mixed, perm_a, perm_b, signatures[unit])
     return signatures
