@@ -27,6 +27,7 @@ COMPRESSIONS = {".gz": "gz", ".zst": "zst", ".zstd": "zst"}
 PARQUET_SUFFIXES = (".parquet", ".pq")
 TEXT_SUFFIXES = (".txt",)
 PARQUET_BATCH_ROWS = 4096
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark some exporters put before the first line
 
 
 @dataclass(frozen=True)
@@ -225,12 +226,13 @@ class Reader:
             try:
                 for raw in stream:
                     line_no += 1
+                    body = raw if line_no > 1 or not raw.startswith(BOM) else raw[3:]
                     try:
-                        obj = loads(raw)
+                        obj = loads(body)
                     except orjson.JSONDecodeError as err:
-                        if not raw.strip():
+                        if not body.strip():
                             continue  # a blank line holds no record
-                        obj, problem = _slow_json(raw, err)
+                        obj, problem = _slow_json(body, err)
                         if problem:
                             self._reject(shard, line_no, problem, raw)
                             continue
@@ -409,6 +411,8 @@ def edit_jsonl(raw: bytes, text_field: str, new_text: str | None, add_field: str
     """The record `raw` with its text field's value replaced by new_text (when not None) and
     the field add_field appended (or replaced) with add_value; every other byte kept."""
     line = raw.decode("utf-8")
+    bom = "\ufeff" if line.startswith("\ufeff") else ""
+    line = line[len(bom):]
     spans, close = _value_spans(line)
     edits = []
     if new_text is not None:
@@ -424,7 +428,7 @@ def edit_jsonl(raw: bytes, text_field: str, new_text: str | None, add_field: str
             edits.append((close, close, f"{sep}{json.dumps(add_field)}: {value}"))
     for start, end, value in sorted(edits, reverse=True):
         line = line[:start] + value + line[end:]
-    return line.encode("utf-8")
+    return (bom + line).encode("utf-8")
 
 
 # --- writers ---------------------------------------------------------------------------------

@@ -276,3 +276,69 @@ def test_pass_one_sketches_equal_the_engine_ones(unit, shingle, seed_text):
     assert np.array_equal(sk.norm_lengths, prepared.norm_lengths)
     sigs = signatures(prepared.shingles, prepared.shingle_offsets, config)
     assert np.array_equal(sk.keys, band_keys(sigs, *config.band_rows))
+
+
+PHRASES = [
+    "the river rose overnight and flooded the lower town",
+    "officials said the bridge would stay closed until friday",
+    "a spokesman declined to comment on the report",
+    "subscribe to our newsletter for the latest stories",
+    "the council will meet again next week to discuss the budget",
+    "residents were moved to the school gym for the night",
+]
+
+
+@st.composite
+def paragraph_corpora(draw):
+    """Records of lines drawn from a few phrases, with light edits: many exact, near and
+    contained repeats within and across records."""
+    n_records = draw(st.integers(1, 8))
+    items = []
+    for k in range(n_records):
+        lines = []
+        for _ in range(draw(st.integers(0, 5))):
+            phrase = draw(st.sampled_from(PHRASES))
+            edit = draw(st.sampled_from(["", "upper", "cut", "extra", "blank"]))
+            if edit == "upper":
+                phrase = phrase.upper() + "!"
+            elif edit == "cut":
+                phrase = phrase[: len(phrase) * 3 // 4]
+            elif edit == "extra":
+                phrase = phrase + " " + draw(st.sampled_from(PHRASES))
+            elif edit == "blank":
+                phrase = ""
+            lines.append(phrase)
+        items.append((f"r{k}", draw(st.sampled_from(["\n", "\n\n", "\r\n"])).join(lines)))
+    return items
+
+
+@settings(max_examples=25, deadline=None)
+@given(items=paragraph_corpora(), keep=st.sampled_from(["first", "longest"]))
+def test_paragraph_collapse_reconciles_and_verifies_every_removal(items, keep):
+    config = Config(unit="paragraph", keep=keep, min_contained_length=20)
+    texts = dict(items)
+    result = deduplicate(items, config)
+    kept = {r.id: r for r in result.kept}
+    emptied = {d.id for d in result.duplicates if d.kind == EMPTIED}
+    assert sorted(list(kept) + list(emptied)) == sorted(texts)  # every record exactly once
+    rows = [d for d in result.duplicates if d.kind != EMPTIED]
+    for d in rows:
+        assert d.dup_of in kept  # the kept copy is in a kept record, never itself removed
+        assert (d.dup_of, d.dup_start) not in {(r.id, r.start) for r in rows}
+        mine = texts[d.id][d.start:d.end]
+        theirs = texts[d.dup_of][d.dup_start:d.dup_end]
+        jac, cont = similarity(mine, theirs, config)
+        if d.kind == "near":
+            assert jac == pytest.approx(d.similarity) and jac >= config.threshold
+        elif d.kind == "contained":
+            assert cont == pytest.approx(d.similarity) and cont >= config.containment_threshold
+    for record_id, text in texts.items():
+        units = split_units(text, "paragraph")
+        removed = [k for k, s in enumerate(units.starts.tolist())
+                   if (record_id, s) in {(d.id, d.start) for d in rows}]
+        if record_id in kept:
+            assert kept[record_id].is_modified == bool(removed)
+            expected = text
+            for start, end in reversed(dedup.api.removal_ranges(text, units, removed)):
+                expected = expected[:start] + expected[end:]
+            assert kept[record_id].text == expected

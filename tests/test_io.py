@@ -176,3 +176,13 @@ def test_edit_keeps_every_other_byte(fields, text, new_text, spaces, ascii):
         return
     before_text = raw[:raw.index(json.dumps("text", ensure_ascii=ascii).encode())]
     assert edited.startswith(before_text)
+
+
+def test_byte_order_mark_on_the_first_line_is_kept(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "a", "k": 1}\n{"text": "b"}\n')
+    records, _ = read_all([path])
+    assert [r.text for r in records] == ["a", "b"]
+    assert records[0].raw.startswith(b"\xef\xbb\xbf")
+    edited = edit_jsonl(records[0].raw, "text", "new")
+    assert edited == b'\xef\xbb\xbf{"text": "new", "k": 1}\n'
