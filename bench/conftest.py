@@ -1,12 +1,10 @@
 """Shared fixtures of the benchmark suite: seeded corpora (cached under bench/.cache/) and
 numba's thread count.
 
-Sizes: DEDUP_BENCH_DOCS (documents of the signature and index groups, default 10,000) and
-DEDUP_BENCH_CORPUS_DOCS (the corpus group, default 2,000). CI runs the suite with a few
-hundred and --benchmark-disable so that it cannot rot.
+Sizes: DEDUP_BENCH_DOCS (documents of the signature and index groups, default 10,000); the
+corpus and index-store benchmarks read DEDUP_BENCH_CORPUS_MB and DEDUP_BENCH_INDEX_SIZES. CI
+runs the suite with a few hundred documents and --benchmark-disable so that it cannot rot.
 """
-
-import os
 
 import pytest
 
@@ -18,11 +16,6 @@ from bench.corpora import bench_docs, news_documents
 def news():
     """Documents of 2-5 KB, 10% of them lightly edited copies of an earlier one."""
     return news_documents(bench_docs())
-
-
-@pytest.fixture(scope="session")
-def corpus_docs():
-    return news_documents(int(os.environ.get("DEDUP_BENCH_CORPUS_DOCS", 2000)), seed=11)
 
 
 @pytest.fixture

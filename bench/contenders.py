@@ -25,6 +25,7 @@ from rensa import RMinHash, RMinHashLSH  # noqa: E402
 import dedup  # noqa: E402
 from dedup.kernels.band import band_keys, candidate_pairs  # noqa: E402
 from dedup.kernels.minhash import minhash_signatures  # noqa: E402
+from bench.corpora import python_shingles  # noqa: E402
 from dedup.pipeline import codepoints, permutations, prepare  # noqa: E402
 
 NUM_PERM = 128
@@ -36,20 +37,6 @@ THRESHOLD = 0.8
 def config(shingle: str, **overrides) -> dedup.Config:
     return dedup.Config(unit="document", shingle=shingle, ngram=NGRAM, num_perm=NUM_PERM,
                         seed=SEED, threshold=THRESHOLD, **overrides)
-
-
-def python_shingles(text: str, shingle: str) -> set[str]:
-    """What a user of datasketch or rensa writes: lower-case 5-grams of characters (white space
-    dropped) or of words. A text shorter than 5 items is one shingle, as in the engine."""
-    if shingle == "char":
-        chars = "".join(text.lower().split())
-        if len(chars) <= NGRAM:
-            return {chars} if chars else set()
-        return {chars[i:i + NGRAM] for i in range(len(chars) - NGRAM + 1)}
-    words = text.lower().split()
-    if len(words) <= NGRAM:
-        return {" ".join(words)} if words else set()
-    return {" ".join(words[i:i + NGRAM]) for i in range(len(words) - NGRAM + 1)}
 
 
 def sketch_dedup(texts, shingle):

@@ -150,3 +150,17 @@ def news_article(n_paragraphs: int = 50, seed: int = 5) -> str:
     paragraphs[2] = paragraphs[0]  # title printed twice
     paragraphs[-5] = light_edit(rng, paragraphs[10]).replace("\n\n", " ")
     return "\n\n".join(paragraphs) + "\n"
+
+
+def python_shingles(text: str, shingle: str, n: int = 5) -> set[str]:
+    """What a user of datasketch or rensa writes: lower-case n-grams of characters (white space
+    dropped) or of words. A text shorter than n items is one shingle, as in the engine."""
+    if shingle == "char":
+        chars = "".join(text.lower().split())
+        if len(chars) <= n:
+            return {chars} if chars else set()
+        return {chars[i:i + n] for i in range(len(chars) - n + 1)}
+    words = text.lower().split()
+    if len(words) <= n:
+        return {" ".join(words)} if words else set()
+    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
