@@ -3,12 +3,13 @@
 Memory is bounded by the number of units, not by the text: the records are streamed three times
 and only small arrays per unit are held between passes.
 
-1. sketch: stream records in batches; per unit keep its xxh64 hash, normalized length, shingle
-   count, LSH band keys and span (about 170 bytes with 16 bands).
-2. candidates: exact classes by hash (their first unit is the head); LSH pairs among the heads.
+1. sketch: stream records in batches; per unit keep the xxh64 of its text, its LSH band keys,
+   span and record (about 160 bytes with 16 bands).
+2. candidates: classes of identical units by hash (their first unit is the head); LSH pairs
+   among the heads (units equal only after normalization have equal band keys, so they pair).
 3. verify: stream again; re-shingle only the units in a candidate pair and verify each pair
    exactly as soon as both sides have been seen; a unit's shingles are dropped once its last
-   pair is verified.
+   pair is verified. A verified pair with the same normalized text is reported as exact.
 4. groups: pipeline.build_groups (every removed unit verified directly against the kept one).
 5. decide and write: stream a third time; each record is kept as it was, kept with repeated
    paragraphs removed or flagged, or removed, with a report row for every removal or flag.
@@ -29,19 +30,19 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from xxhash import xxh64_intdigest
 
 from dedup.api import removal_ranges
 from dedup.config import Config
 from dedup.errors import ConfigError, InputError
 from dedup.io import JsonlWriter, ParquetWriter, Reader, Record, TextWriter, discover, edit_jsonl
 from dedup.kernels.band import band_keys, candidate_pairs
-from dedup.kernels.minhash import minhash_utf8
-from dedup.kernels.normalize import normalize_units
-from dedup.kernels.shingle import CHAR, WORD, unit_hashes
+from dedup.kernels.minhash import EMPTY_SLOT, minhash_utf8
+from dedup.kernels.shingle import CHAR, WORD
 from dedup.kernels.verify import pair_similarities
 from dedup.normtable import load_table
 from dedup.pipeline import (
-    CONTAINED, EXACT, NEAR, SHINGLE_SEED, UNIT_HASH_SEED, Prepared, build_groups, codepoints,
+    CONTAINED, EXACT, NEAR, SHINGLE_SEED, Prepared, build_groups, codepoints,
     exact_classes, is_edge, permutations, prepare,
 )
 from dedup.units import split_units
@@ -53,6 +54,7 @@ EMPTIED = "emptied"  # a record whose every paragraph was removed as a repeat
 KINDS = (None, EXACT, NEAR, CONTAINED)
 _KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}
 _PARAGRAPH = re.compile(r"[^\r\n]+")  # a line's content; same lines as dedup.units
+RAW_HASH_SEED = 0x5EED
 
 
 @dataclass(frozen=True)
@@ -162,16 +164,20 @@ class _Column:
 
 @dataclass
 class Sketch:
-    """Per unit (corpus order): record, span, hash, normalized length, shingle count (set in
-    pass 2, for units in a candidate pair only), band keys; per record: its first unit
-    (record_units, n_records + 1) and its id."""
+    """Per unit (corpus order): record, span, xxh64 of its text (as written: the exact classes
+    of pass 1), whether it has any normalized text, band keys; and, set in pass 2 for the units
+    in a candidate pair only (all that grouping reads): normalized length, shingle count and
+    xxh64 of the normalized text. Per record: its first unit (record_units, n_records + 1) and
+    its id."""
 
     unit_record: np.ndarray
     unit_start: np.ndarray
     unit_end: np.ndarray
     hashes: np.ndarray
+    is_active: np.ndarray
     norm_lengths: np.ndarray
     sizes: np.ndarray
+    norm_hashes: np.ndarray
     keys: np.ndarray | None
     record_units: np.ndarray
     id_blob: bytes
@@ -198,45 +204,40 @@ class Sketch:
 
 
 def _batch_units(batch, unit):
-    """The units of a batch: (texts, global starts, global ends, units per record, starts and
-    ends within each record), spans in characters of the concatenated texts."""
+    """(texts, units per record, starts and ends of the units within their record)."""
     texts = [record.text for record in batch]
-    starts, ends, counts = [], [], []
-    local_starts, local_ends = [], []
-    base = 0
+    counts, local_starts, local_ends = [], [], []
     for text in texts:
         s, e = unit_spans(text, unit)
         counts.append(len(s))
         local_starts.extend(s)
         local_ends.extend(e)
-        starts.extend(x + base for x in s)
-        ends.extend(x + base for x in e)
-        base += len(text)
-    return (texts, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64), counts,
-            local_starts, local_ends)
+    return texts, counts, local_starts, local_ends
 
 
-def unit_sketches(texts, counts, local_starts, local_ends, starts, ends, config: Config):
-    """(normalized lengths, xxh64 of the normalized units, MinHash signatures) of the units of
-    a batch, the same values as prepare() and signatures() give, without building the sorted
-    shingle sets: minhash_utf8 sketches straight from UTF-8 (what pass 1 spends its time on)."""
-    table, exp_offsets, exp_values = load_table()
-    is_word = config.shingle == "word"
-    norm, norm_offsets, _ = normalize_units(
-        codepoints("".join(texts)), starts, ends, table, exp_offsets, exp_values, is_word, False)
-    hashes = unit_hashes(norm, norm_offsets, UNIT_HASH_SEED)
-    del norm
+def unit_sketches(texts, counts, local_starts, local_ends, config: Config):
+    """(xxh64 of each unit's UTF-8 text, MinHash signatures) of the units of a batch.
+
+    The signatures equal signatures(prepare(...)) but come straight from UTF-8 through
+    minhash_utf8, without sorted shingle sets. Units are classed by their text as written, not
+    normalized (normalizing twice was a third of this pass): units equal only after
+    normalization have equal signatures, so they meet as candidates and pass 2 finds them
+    exact. An all-empty signature row means no normalized text.
+    """
     owners = np.repeat(np.arange(len(texts)), counts).tolist()
-    pieces = [texts[r][s:e] for r, s, e in zip(owners, local_starts, local_ends)]
-    encoded = [piece.encode("utf-8", "surrogatepass") for piece in pieces]
+    encoded = [texts[r][s:e].encode("utf-8", "surrogatepass")
+               for r, s, e in zip(owners, local_starts, local_ends)]
+    hashes = np.fromiter((xxh64_intdigest(piece, RAW_HASH_SEED) for piece in encoded),
+                         dtype=np.uint64, count=len(encoded))
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)),
               out=offsets[1:])
     data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    table, exp_offsets, exp_values = load_table()
     perm_a, perm_b = permutations(config.num_perm, config.seed)
     sigs = minhash_utf8(data, offsets, table, exp_offsets, exp_values, config.ngram,
-                        WORD if is_word else CHAR, SHINGLE_SEED, perm_a, perm_b)
-    return np.diff(norm_offsets), hashes, sigs
+                        WORD if config.shingle == "word" else CHAR, SHINGLE_SEED, perm_a, perm_b)
+    return hashes, sigs
 
 
 def sketch(batches, config: Config, progress=None) -> Sketch:
@@ -244,7 +245,7 @@ def sketch(batches, config: Config, progress=None) -> Sketch:
     n_bands, rows = config.band_rows
     unit_record = _Column(np.int64)
     unit_start, unit_end = _Column(np.int64), _Column(np.int64)
-    hashes, norm_lengths = _Column(np.uint64), _Column(np.int64)
+    hashes, is_active = _Column(np.uint64), _Column(bool)
     keys = _Column(np.uint64, n_bands)
     record_counts = array("q")
     id_blob = bytearray()
@@ -252,7 +253,7 @@ def sketch(batches, config: Config, progress=None) -> Sketch:
     n_records = 0
     n_chars = 0
     for batch in batches:
-        texts, starts, ends, counts, local_starts, local_ends = _batch_units(batch, config.unit)
+        texts, counts, local_starts, local_ends = _batch_units(batch, config.unit)
         for record in batch:
             id_blob += record.id.encode("utf-8", "surrogatepass")
             id_ends.append(len(id_blob))
@@ -262,11 +263,10 @@ def sketch(batches, config: Config, progress=None) -> Sketch:
         unit_end.add(local_ends)
         n_records += len(batch)
         n_chars += sum(map(len, texts))
-        if starts.size:
-            lengths, unit_hash, sigs = unit_sketches(texts, counts, local_starts, local_ends,
-                                                     starts, ends, config)
+        if local_starts:
+            unit_hash, sigs = unit_sketches(texts, counts, local_starts, local_ends, config)
             hashes.add(unit_hash)
-            norm_lengths.add(lengths)
+            is_active.add((sigs != EMPTY_SLOT).any(axis=1))
             keys.add(band_keys(sigs, n_bands, rows))
             del sigs
         if progress is not None:
@@ -276,11 +276,12 @@ def sketch(batches, config: Config, progress=None) -> Sketch:
     if n_records:
         np.cumsum(np.frombuffer(record_counts, dtype=np.int64), out=record_units[1:])
         id_offsets[1:] = np.frombuffer(id_ends, dtype=np.int64)
-    lengths = norm_lengths.array()
-    # shingle counts are known only for units re-shingled in pass 2 (all that grouping reads)
-    return Sketch(unit_record.array(), unit_start.array(), unit_end.array(), hashes.array(),
-                  lengths, np.zeros(lengths.size, dtype=np.int64), keys.array(), record_units,
-                  bytes(id_blob), id_offsets, n_chars)
+    hashes = hashes.array()
+    n_units = hashes.size
+    return Sketch(unit_record.array(), unit_start.array(), unit_end.array(), hashes,
+                  is_active.array(), np.zeros(n_units, dtype=np.int64),
+                  np.zeros(n_units, dtype=np.int64), np.zeros(n_units, dtype=np.uint64),
+                  keys.array(), record_units, bytes(id_blob), id_offsets, n_chars)
 
 
 # --- candidates --------------------------------------------------------------------------------
@@ -350,6 +351,8 @@ def verify(batches, sk: Sketch, left, right, config: Config, progress=None):
         ends = sk.unit_end[units] + base[where]
         prepared = prepare(codepoints("".join(texts)), starts, ends, config)
         sk.sizes[units] = prepared.sizes
+        sk.norm_lengths[units] = prepared.norm_lengths
+        sk.norm_hashes[units] = prepared.hashes
         p0, p1 = np.searchsorted(right, u0), np.searchsorted(right, u1)
         pair_left, pair_right = left[p0:p1], right[p0:p1]
         old = np.unique(pair_left[pair_left < u0])
@@ -432,7 +435,10 @@ def decide(sk: Sketch, heads, head_of, edges: Edges, config: Config) -> Decision
             group_of[a.unit] = index
             rep[a.unit] = representative
             if a.kind is not None:
-                kind[a.unit] = _KIND_CODE[a.kind]
+                # same normalized text, different as written: exact, found through LSH
+                is_same_text = a.kind == NEAR and a.similarity == 1.0 and \
+                    sk.norm_hashes[head_of[a.unit]] == sk.norm_hashes[representative]
+                kind[a.unit] = _KIND_CODE[EXACT if is_same_text else a.kind]
                 similarity[a.unit] = a.similarity
     return Decisions(kind, similarity, rep, group_of, group_size, group_min)
 
@@ -464,7 +470,7 @@ def make_plan(read, config: Config, batch_chars=DEFAULT_BATCH_CHARS, progress=No
     sk = sketch(batched(read(), batch_chars), config, progress and progress("sketch"))
     timings["sketch"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    active = np.flatnonzero(sk.norm_lengths > 0)
+    active = np.flatnonzero(sk.is_active)
     heads, head_of = exact_classes(sk.prepared(), active)
     left, right = candidates(sk, heads, config)
     sk.keys = None  # not needed any more: free them before pass 2
