@@ -23,16 +23,35 @@ _UNITS_PER_TASK = 32  # units sharing one set of scratch buffers in minhash_utf8
 def _signature_into(mixed, n_mixed, perm_a, perm_b, row):
     """row[p] = min over i of a[p] * mixed[i] + b[p] (mod 2^32), EMPTY_SLOT when n_mixed is 0.
 
-    Permutation outside, shingles inside: the inner loop is a min-reduction over one uint32
-    array that LLVM vectorizes (8 lanes with AVX2), ~10x the shingle-outer order.
+    Permutations outside, shingles inside: the inner loop is a min-reduction over one uint32
+    array that LLVM vectorizes (8 lanes with AVX2), ~10x the shingle-outer order; four
+    permutations per pass share each load (another ~20%).
     """
-    for perm in range(perm_a.size):
+    num_perm = perm_a.size
+    perm = 0
+    while perm + 4 <= num_perm:
+        a0, a1, a2, a3 = perm_a[perm], perm_a[perm + 1], perm_a[perm + 2], perm_a[perm + 3]
+        b0, b1, b2, b3 = perm_b[perm], perm_b[perm + 1], perm_b[perm + 2], perm_b[perm + 3]
+        best0 = best1 = best2 = best3 = EMPTY_SLOT
+        for i in range(n_mixed):
+            x = mixed[i]
+            best0 = min(best0, np.uint32(a0 * x + b0))
+            best1 = min(best1, np.uint32(a1 * x + b1))
+            best2 = min(best2, np.uint32(a2 * x + b2))
+            best3 = min(best3, np.uint32(a3 * x + b3))
+        row[perm] = best0
+        row[perm + 1] = best1
+        row[perm + 2] = best2
+        row[perm + 3] = best3
+        perm += 4
+    while perm < num_perm:
         a = perm_a[perm]
         b = perm_b[perm]
         best = EMPTY_SLOT
         for i in range(n_mixed):
             best = min(best, np.uint32(a * mixed[i] + b))
         row[perm] = best
+        perm += 1
 
 
 @njit(cache=True, parallel=True)
