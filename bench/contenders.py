@@ -148,3 +148,31 @@ def pair_set(result) -> set:
 
 def set_threads(n: int) -> None:
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+@numba.njit(parallel=True, cache=True)
+def _busy(n_items, n_steps):
+    out = np.zeros(n_items)
+    for item in numba.prange(n_items):
+        acc = 0.0
+        for step in range(n_steps):
+            acc += np.sqrt(step + item)
+        out[item] = acc
+    return out
+
+
+def parallel_headroom(n_threads: int = 2) -> float:
+    """Speed-up of a perfectly parallel numba loop on n_threads over one, measured now: on a
+    shared machine, what the other cores could give at that moment (2.0 when idle)."""
+    import time
+
+    before = numba.get_num_threads()
+    _busy(4, 10)
+    times = []
+    for threads in (1, n_threads):
+        set_threads(threads)
+        start = time.perf_counter()
+        _busy(64, 1_500_000)
+        times.append(time.perf_counter() - start)
+    numba.set_num_threads(before)
+    return round(times[0] / times[1], 2)

@@ -78,6 +78,8 @@ def test_signature(benchmark, news, threads, name, n_threads, rounds, shingle):
     if name == "dedup":
         info["equals_datasketch_affine32"] = equals_datasketch(news.texts, shingle, matrix)
         assert info["equals_datasketch_affine32"]
+    if n_threads > 1:  # what the machine's other core could give while this ran
+        info["control_parallel_speedup"] = contenders.parallel_headroom(n_threads)
 
 
 @pytest.mark.parametrize("name", ["dedup", "rensa"])
