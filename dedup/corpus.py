@@ -53,7 +53,9 @@ DEFAULT_BATCH_CHARS = 4_000_000
 EMPTIED = "emptied"  # a record whose every paragraph was removed as a repeat
 KINDS = (None, EXACT, NEAR, CONTAINED)
 _KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}
-_PARAGRAPH = re.compile(r"[^\r\n]+")  # a line's content; same lines as dedup.units
+# a non-blank line without its surrounding white space (\s is str.isspace); the lines are
+# those of dedup.units: broken at \r\n, \n or \r only
+_PARAGRAPH = re.compile(r"\S(?:[^\r\n]*\S)?")
 RAW_HASH_SEED = 0x5EED
 
 
@@ -114,15 +116,8 @@ def unit_spans(text: str, unit: str) -> tuple[list[int], list[int]]:
         end = len(text.rstrip())
         return ([start], [end]) if start < end else ([], [])
     if unit == "paragraph":
-        starts, ends = [], []
-        for match in _PARAGRAPH.finditer(text):
-            line = match.group()
-            start = match.start() + len(line) - len(line.lstrip())
-            end = match.start() + len(line.rstrip())
-            if start < end:
-                starts.append(start)
-                ends.append(end)
-        return starts, ends
+        spans = [match.span() for match in _PARAGRAPH.finditer(text)]
+        return [s for s, _ in spans], [e for _, e in spans]
     units = split_units(text, unit)
     return units.starts.tolist(), units.ends.tolist()
 

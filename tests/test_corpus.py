@@ -227,7 +227,8 @@ def test_results_do_not_depend_on_threads():
     assert same_result(single, multi)
 
 
-@given(st.text(alphabet=st.sampled_from("ab \n\r\t\u2028\x0b."), max_size=30))
+@given(st.text(alphabet=st.sampled_from("ab \n\r\t\u2028\x0b.\x1c\x85\xa0\u3000\x1f\u200b\ufeff"),
+               max_size=30))
 def test_unit_spans_match_split_units(text):
     for unit in ("document", "paragraph", "sentence"):
         units = split_units(text, unit)
