@@ -32,7 +32,7 @@ import sqlite3
 import threading
 import zlib
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -726,7 +726,8 @@ class Index:
             "INSERT INTO docs (key, text_hash, unit, n_chars, n_paragraphs) VALUES (?, ?, ?, ?, ?)",
             (key, text_hash, unit_ids.get(0), len(analysis.text), len(analysis) - 1)).lastrowid
         conn.executemany(
-            "INSERT INTO paragraphs (doc, position, unit, start, end, line) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO paragraphs (doc, position, unit, start, end, line) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
             [(doc_id, unit - 1, unit_ids[unit], int(analysis.starts[unit]),
               int(analysis.ends[unit]), int(analysis.lines[unit]))
              for unit in range(1, len(analysis)) if unit in unit_ids])

@@ -670,3 +670,12 @@ def test_cli_index_help_shows_an_example():
     assert "example:" in sub.format_help() and "dedup index add" in sub.format_help()
     for action in sub._subparsers._group_actions[0].choices.values():
         assert "dedup index check" in action.format_help()
+
+
+def test_docstring_examples():
+    import doctest
+
+    import dedup.index
+
+    result = doctest.testmod(dedup.index, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
