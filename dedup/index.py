@@ -500,8 +500,11 @@ class Index:
                 unit_id = by_hash.get((int(hashes[unit]), analysis.kind(unit)))
                 if unit_id is not None:
                     exact[unit] = unit_id
+            # a paragraph with an exact stored copy has its best match already, and it will
+            # not be stored anew (no band rows to place): only the others need their bands
+            searched = [u for u in active if u == 0 or u not in exact]
             owners = {}  # band key -> units of this text that have it
-            for row, unit in zip(analysis.keys[active].tolist(), active):
+            for row, unit in zip(analysis.keys[searched].tolist(), searched):
                 for key in row:
                     owners.setdefault(key, set()).add(unit)
             for key, unit_id in conn.execute(
