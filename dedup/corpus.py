@@ -128,7 +128,7 @@ def batched(records: Iterable[Record], batch_chars: int):
     size = 0
     for record in records:
         batch.append(record)
-        size += len(record.text)
+        size += len(record.text) if record.text is not None else len(record.raw)
         if size >= batch_chars:
             yield batch
             batch = []
@@ -456,13 +456,20 @@ class Plan:
     stats: dict
     timings: dict
 
+    def wanted(self) -> np.ndarray:
+        """Per record, whether the write pass needs its text: it has a repeated unit."""
+        wanted = np.zeros(self.sketch.n_records, dtype=bool)
+        wanted[self.sketch.unit_record[np.flatnonzero(self.decisions.kind)]] = True
+        return wanted
+
 
 def make_plan(read, config: Config, batch_chars=DEFAULT_BATCH_CHARS, progress=None) -> Plan:
-    """Passes 1 and 2 and the grouping. read() returns a fresh iterator of the records each
-    time it is called; progress(stage) returns a callback taking each batch, or None."""
+    """Passes 1 and 2 and the grouping. read(wanted) returns a fresh iterator of the records
+    each time it is called (wanted: None, or a bool per record: those it may leave unparsed);
+    progress(stage) returns a callback taking each batch, or None."""
     timings = {}
     clock = time.perf_counter()
-    sk = sketch(batched(read(), batch_chars), config, progress and progress("sketch"))
+    sk = sketch(batched(read(None), batch_chars), config, progress and progress("sketch"))
     timings["sketch"] = time.perf_counter() - clock
     clock = time.perf_counter()
     active = np.flatnonzero(sk.is_active)
@@ -472,7 +479,10 @@ def make_plan(read, config: Config, batch_chars=DEFAULT_BATCH_CHARS, progress=No
     timings["candidates"] = time.perf_counter() - clock
     clock = time.perf_counter()
     n_candidates = left.size
-    edges, peak_cached = verify(batched(read(), batch_chars), sk, left, right, config,
+    wanted = np.zeros(sk.n_records, dtype=bool)
+    wanted[sk.unit_record[left]] = True
+    wanted[sk.unit_record[right]] = True
+    edges, peak_cached = verify(batched(read(wanted), batch_chars), sk, left, right, config,
                                 progress and progress("verify"))
     del left, right
     timings["verify"] = time.perf_counter() - clock
@@ -603,7 +613,7 @@ def deduplicate(records, config: Config | None = None, mode: str = "collapse",
     if isinstance(batch_chars, bool) or not isinstance(batch_chars, int) or batch_chars < 1:
         raise ConfigError(f"batch_chars must be a positive integer, got {batch_chars!r}")
     items = _as_records(records)
-    plan = make_plan(lambda: iter(items), config, batch_chars)
+    plan = make_plan(lambda wanted: iter(items), config, batch_chars)
     kept, duplicates = [], []
     counts = {"read": len(items), "kept": 0, "modified": 0, "removed": 0, "flagged": 0}
     for index, record in enumerate(items):
@@ -887,7 +897,7 @@ def _run(shards, work, config, mode, text_field, id_field, on_error, flag_field,
     index = 0
     current = -1
     is_flag = mode == "flag"
-    for batch in batched(reader.records(), batch_chars):
+    for batch in batched(reader.records(plan.wanted()), batch_chars):
         for record in batch:
             if record.shard != current:
                 for done in range(max(current, 0), record.shard):  # empty shards too

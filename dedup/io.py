@@ -182,15 +182,27 @@ class Reader:
     the first full pass.
     """
 
+
+
     def __init__(self, shards, text_field="text", id_field=None, on_reject=None):
         self.shards = shards
         self.text_field = text_field
         self.id_field = id_field
         self.on_reject = on_reject
         self._checked = False
+        self._rejected_lines = set()  # (shard index, line) of the rejects of the first pass
+        self._next = 0  # index of the next good record, over all shards
+        self._wanted = None
 
-    def records(self):
-        """Every good record of every shard, in order."""
+    def records(self, wanted=None):
+        """Every good record of every shard, in order.
+
+        wanted: after a first full pass, a bool array over the good records: JSON Lines records
+        not wanted are not parsed (id and text None; line and raw set), which is all that a
+        later pass needs of the records it leaves untouched.
+        """
+        self._next = 0
+        self._wanted = wanted if self._checked else None
         for index, shard in enumerate(self.shards):
             if self._checked:
                 _check_unchanged(shard)
@@ -203,6 +215,8 @@ class Reader:
         self._checked = True
 
     def _reject(self, shard, line, error, raw=b""):
+        if not self._checked:
+            self._rejected_lines.add((self.shards.index(shard), line))
         reject = Reject(shard.name, line, error, raw)
         if self.on_reject is None:
             where = f"{shard.name} line {line}" if line else shard.name
@@ -222,11 +236,20 @@ class Reader:
         line_no = 0
         loads = orjson.loads
         errors = _DECOMPRESS_ERRORS + _zstd_error()
+        wanted = self._wanted
+        rejected = self._rejected_lines
         with handle:
             try:
                 for raw in stream:
                     line_no += 1
                     body = raw if line_no > 1 or not raw.startswith(BOM) else raw[3:]
+                    if wanted is not None and self._next < wanted.size \
+                            and not wanted[self._next]:
+                        if not body.strip() or (rejected and (index, line_no) in rejected):
+                            continue
+                        self._next += 1
+                        yield Record(None, None, index, line_no, raw)
+                        continue
                     try:
                         obj = loads(body)
                     except orjson.JSONDecodeError as err:
@@ -265,6 +288,7 @@ class Reader:
                                              raw)
                                 continue
                             record_id = str(record_id)
+                    self._next += 1
                     yield Record(record_id, text, index, line_no, raw)
             except errors as err:
                 kind = {"gz": "gzip", "zst": "zstd"}.get(shard.compression, "")
@@ -322,6 +346,7 @@ class Reader:
                                          _row_json(batch, k))
                             continue
                         record_id = str(record_id)
+                    self._next += 1
                     yield Record(record_id, text, index, row, (batch, k))
 
     def _text(self, index, shard):
@@ -339,6 +364,7 @@ class Reader:
             self._reject(shard, line, f"not UTF-8 text (byte 0x{data[err.start]:02x} at offset "
                          f"{err.start})", data)
             return
+        self._next += 1
         yield Record(shard.name, text, index, 1, data)
 
 
