@@ -245,8 +245,9 @@ class Index:
             conn.execute("PRAGMA cache_size = -65536")
             # band lookups and inserts hit random pages: map the file rather than pread them
             conn.execute("PRAGMA mmap_size = 1073741824")
-            # an add dirties ~200 random pages of the band table: checkpoint (and fsync) every
-            # 16k pages (64 MB of WAL) rather than SQLite's 1k: a third less time per add
+            # an add inserts 16 band rows per new unit at random places, dirtying as many pages:
+            # checkpoint (and fsync) every 16k pages (64 MB of WAL) rather than SQLite's 1k
+            # (8k measured 11.3 -> 8.5 ms per add at 1.5k documents on the shared machine)
             conn.execute("PRAGMA wal_autocheckpoint = 16384")
         except sqlite3.Error as err:
             raise self._error(err) from None
