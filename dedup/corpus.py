@@ -414,7 +414,13 @@ def decide(sk: Sketch, heads, head_of, edges: Edges, config: Config) -> Decision
         if members is None:
             class_members[head] = members = [head]
         members.append(unit)
-    groups = build_groups(sk.prepared(), heads, class_members,
+    # only heads with a copy or a verified edge can be in a group: leave the others out of
+    # build_groups' Python loops (most units of a corpus repeat nothing)
+    is_linked = np.zeros(n_units, dtype=bool)
+    is_linked[edges.left] = True
+    is_linked[edges.right] = True
+    is_linked[head_of[has_copies]] = True
+    groups = build_groups(sk.prepared(), heads[is_linked[heads]], class_members,
                           _pipeline_edges(edges), config)
     kind = np.zeros(n_units, dtype=np.int8)
     similarity = np.zeros(n_units, dtype=np.float64)
