@@ -61,7 +61,7 @@ PARAGRAPH_SALT = np.uint64(0x9E3779B97F4A7C15)
 COMPATIBILITY = ("shingle", "ngram", "num_perm", "seed")
 PROBE_TEXT = "Engine fingerprint: the quick brown fox\nنص عربي قصير للتحقق ١٢٣\nÉtape trois"
 _RANK = {EXACT: 0, NEAR: 1, CONTAINED: 2}
-_CACHE_SIZE = 4096
+_CACHE_SHINGLES = 1 << 21  # shingles of stored units kept re-made (16 MB), then start over
 # numba's workqueue threading layer must not be entered by two threads at once
 _KERNEL_LOCK = threading.RLock()
 
@@ -195,6 +195,7 @@ class Index:
         self._connections = []
         self._closed = False
         self._cache = {}  # (unit id, hash) -> sorted shingles; content-addressed, so safe
+        self._cached_shingles = 0
 
     # ---- opening -------------------------------------------------------------------------
 
@@ -473,8 +474,10 @@ class Index:
             with _kernels():
                 shingles, shingle_offsets = shingle_normalized(np.concatenate(norms), offsets,
                                                                self.config)
-            if len(self._cache) > _CACHE_SIZE:
-                self._cache.clear()
+            if self._cached_shingles + shingles.size > _CACHE_SHINGLES:
+                self._cache.clear()  # boilerplate comes back soon; the rest is not worth more
+                self._cached_shingles = 0
+            self._cached_shingles += shingles.size
             for k, (unit_id, unit_hash, _) in enumerate(missing):
                 values = shingles[shingle_offsets[k]:shingle_offsets[k + 1]].copy()
                 self._cache[(unit_id, unit_hash)] = values
