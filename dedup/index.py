@@ -216,11 +216,16 @@ class Index:
         path = Path(name)
         if path.is_dir() or str(name).endswith(("/", os.sep)):
             raise InputError(f"{path}: is a directory (give a file name for the index)")
-        exists = path.exists() and path.stat().st_size > 0
+        try:
+            exists = path.exists() and path.stat().st_size > 0
+            if exists:
+                with open(path, "rb") as handle:
+                    header = handle.read(16)
+        except OSError as err:
+            raise InputError(f"{path}: cannot read ({err.strerror})") from None
         if exists:
-            with open(path, "rb") as handle:
-                if handle.read(16) != SQLITE_MAGIC:
-                    raise InputError(f"{path}: not a dedup index (not a SQLite database)")
+            if header != SQLITE_MAGIC:
+                raise InputError(f"{path}: not a dedup index (not a SQLite database)")
         elif read_only:
             raise InputError(f"{path}: no such index (read_only cannot create one)")
         elif not path.parent.is_dir():
