@@ -1,15 +1,18 @@
 """Seeded generators of realistic prose corpora for the benchmarks, cached under bench/.cache/.
 
 `news_documents(n_docs, seed)` gives documents of 2-5 KB of UTF-8 (90% English, 10% Arabic),
-paragraphs separated by blank lines; a share of them are lightly edited copies of earlier
-documents, so an LSH index over them has real near-duplicates to find. The same (n_docs, seed)
-gives the same corpus on every machine.
+paragraphs separated by blank lines, sentences from a Markov chain over real text with 40% of
+their content words drawn from a Zipf vocabulary; a share of them are lightly edited copies of
+earlier documents, so an LSH index over them has real near-duplicates to find. The same
+(n_docs, seed) gives the same corpus on every machine.
 
 >>> corpus = news_documents(20, seed=7)
 >>> len(corpus.texts), 2000 <= len(corpus.texts[0].encode()) <= 5200
 (20, True)
 """
 
+import bisect
+import itertools
 import json
 import os
 import random
@@ -20,7 +23,7 @@ from pathlib import Path
 from bench.prose import ENGLISH, seed_article
 
 CACHE = Path(__file__).resolve().parent / ".cache"
-VERSION = 1  # bump when a generator changes, so stale caches are not read
+VERSION = 2  # bump when a generator changes, so stale caches are not read
 _SENTENCE_END = re.compile(r"[.!?؟]$")
 
 
@@ -77,13 +80,58 @@ def chain(language: str) -> MarkovChain:
     return _CHAINS[language]
 
 
+class Vocabulary:
+    """Pseudo-words with Zipf frequencies (s = 1.05, as in prose), built from a seed: the
+    content words of generated documents, so that unrelated documents share about as many
+    character 5-grams as unrelated news articles do (Jaccard ~0.05), not a few hundred source
+    words' worth (~0.26 with the chain alone)."""
+
+    SYLLABLES = {
+        "en": [c + v for c in "bcdfghjklmnprstvwz" for v in "aeiou"] + ["th", "sh", "ch", "st"],
+        "ar": [c + v for c in "بتثجحخدذرزسشصضطظعغفقكلمنهوي" for v in ("ا", "و", "ي", "")],
+    }
+
+    def __init__(self, language: str, size: int = 20_000, seed: int = 3):
+        rng = random.Random(seed)
+        syllables = self.SYLLABLES[language]
+        words = set()
+        while len(words) < size:
+            words.add("".join(rng.choice(syllables) for _ in range(rng.randint(2, 4))))
+        self.words = sorted(words)
+        rng.shuffle(self.words)
+        weights = [1.0 / rank**1.05 for rank in range(1, size + 1)]
+        total = sum(weights)
+        self.cumulative = list(itertools.accumulate(w / total for w in weights))
+
+    def draw(self, rng: random.Random) -> str:
+        return self.words[min(bisect.bisect(self.cumulative, rng.random()), len(self.words) - 1)]
+
+
+_VOCABULARIES = {}
+
+
+def diversify(rng: random.Random, sentence: str, language: str, rate: float = 0.4) -> str:
+    """Replace about `rate` of the content words (4+ letters) by Zipf-drawn pseudo-words,
+    keeping their punctuation; function words and sentence shape stay those of the source."""
+    if language not in _VOCABULARIES:
+        _VOCABULARIES[language] = Vocabulary(language)
+    vocabulary = _VOCABULARIES[language]
+    words = sentence.split(" ")
+    for i, word in enumerate(words):
+        core = word.strip(".,;:!?؟،\"“”«»()")
+        if len(core) >= 4 and core.isalpha() and rng.random() < rate:
+            words[i] = word.replace(core, vocabulary.draw(rng), 1)
+    return " ".join(words)
+
+
 def document(rng: random.Random, language: str, n_bytes: int) -> str:
     """Paragraphs of 2-6 sentences, separated by blank lines, about n_bytes of UTF-8."""
     source = chain(language)
     paragraphs = []
     size = 0
     while size < n_bytes:
-        paragraph = " ".join(source.sentence(rng) for _ in range(rng.randint(2, 6)))
+        paragraph = " ".join(diversify(rng, source.sentence(rng), language)
+                             for _ in range(rng.randint(2, 6)))
         paragraphs.append(paragraph)
         size += len(paragraph.encode("utf-8")) + 2
     text = "\n\n".join(paragraphs)
