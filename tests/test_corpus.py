@@ -342,3 +342,10 @@ def test_paragraph_collapse_reconciles_and_verifies_every_removal(items, keep):
             for start, end in reversed(dedup.api.removal_ranges(text, units, removed)):
                 expected = expected[:start] + expected[end:]
             assert kept[record_id].text == expected
+
+
+def test_sentence_level_collapse_of_one_record_equals_api_collapse(seed_text):
+    config = Config(unit="sentence")
+    result = deduplicate([("x", seed_text), ("y", "A short one. A short one!")], config)
+    assert result.kept[0].text == dedup.collapse(seed_text, config)
+    assert result.kept[1].text == "A short one."
