@@ -4,7 +4,8 @@ Memory is bounded by the number of units, not by the text: the records are strea
 and only small arrays per unit are held between passes.
 
 1. sketch: stream records in batches; per unit keep the xxh64 of its text, its LSH band keys,
-   span and record (about 160 bytes with 16 bands).
+   span and record (about 160 bytes with 16 bands; the 128 of band keys are freed after
+   step 2).
 2. candidates: classes of identical units by hash (their first unit is the head); LSH pairs
    among the heads (units equal only after normalization have equal band keys, so they pair).
 3. verify: stream again; re-shingle only the units in a candidate pair and verify each pair
