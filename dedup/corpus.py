@@ -26,7 +26,7 @@ import shutil
 import sys
 import time
 from array import array
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -640,7 +640,7 @@ def deduplicate(records, config: Config | None = None, mode: str = "collapse",
     return Deduplicated(tuple(kept), tuple(duplicates), counts)
 
 
-# --- the file pipeline behind `dedup run` ----------------------------------------------------------
+# --- the file pipeline behind `dedup run` ------------------------------------------------
 
 ON_ERRORS = ("fail", "skip")
 SUMMARY = "summary.json"

@@ -83,7 +83,8 @@ def test_run_mirrors_shards_and_reconciles(capsys, tmp_path, shards):
     assert counts["read"] == len(rows) == counts["kept"] + counts["removed"] + counts["rejected"]
     assert counts["kept"] == len(kept) and counts["removed"] == len(removed) > 0
     assert all(r["dup_of"] in set(kept) for r in report)
-    jsonl_report = [json.loads(line) for line in (out / "duplicates.jsonl").read_text().splitlines()]
+    jsonl_lines = (out / "duplicates.jsonl").read_text().splitlines()
+    jsonl_report = [json.loads(line) for line in jsonl_lines]
     assert jsonl_report == report
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 

@@ -78,7 +78,8 @@ def test_discover_folders_globs_and_names(tmp_path):
 
 BAD = [
     (b'{"text": "ok"}\n{"text": "broken\n', 2, "not valid JSON"),
-    (b'{"text": "ok"}\n{"body": "x"}\n', 2, 'field "text" is missing (choose another with --text-field)'),
+    (b'{"text": "ok"}\n{"body": "x"}\n', 2,
+     'field "text" is missing (choose another with --text-field)'),
     (b'{"text": 12}\n', 1, 'field "text" is not a string (got number)'),
     (b'{"text": "ok"}\n{"text": "caf\xe9"}\n', 2, "not UTF-8 (byte 0xe9"),
     (b'["text"]\n', 1, "not a JSON object (got array)"),
