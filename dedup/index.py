@@ -212,6 +212,8 @@ class Index:
         """
         if config is not None and not isinstance(config, Config):
             raise ConfigError(f"config must be a dedup.Config, got {type(config).__name__}")
+        if not isinstance(path, (str, os.PathLike)):
+            raise InputError(f"path must be a str or os.PathLike, got {type(path).__name__}")
         name = os.fspath(path)
         path = Path(name)
         if path.is_dir() or str(name).endswith(("/", os.sep)):

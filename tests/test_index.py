@@ -515,6 +515,10 @@ def test_killed_writer_leaves_exactly_the_returned_documents(tmp_path, corpus, r
 def test_a_directory_is_refused(tmp_path):
     with pytest.raises(InputError, match="is a directory"):
         Index.open(tmp_path)
+    with pytest.raises(InputError, match="is a directory"):
+        Index.open(f"{tmp_path}/new/")
+    with pytest.raises(InputError, match="path must be a str or os.PathLike, got int"):
+        Index.open(3)
 
 
 def test_a_file_that_is_not_an_index_is_refused_and_kept(tmp_path):
