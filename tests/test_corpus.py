@@ -350,3 +350,22 @@ def test_sentence_level_collapse_of_one_record_equals_api_collapse(seed_text):
     result = deduplicate([("x", seed_text), ("y", "A short one. A short one!")], config)
     assert result.kept[0].text == dedup.collapse(seed_text, config)
     assert result.kept[1].text == "A short one."
+
+
+@pytest.mark.parametrize("shingle, ngram", [("char", 5), ("char", 1), ("word", 3)])
+@pytest.mark.parametrize("short", [False, True], ids=["long units", "short units"])
+def test_prepare_sets_equals_prepare(shingle, ngram, short, seed_text):
+    from dedup.corpus import prepare_sets
+
+    config = Config(unit="paragraph", shingle=shingle, ngram=ngram)
+    texts = [t for _, t in small_corpus(4, 40)] + [seed_text, "ﬁne \ud800 ١٢٣ Ⅻ", "", "a", "!!"]
+    if short:  # below SHORT_UNITS on average: the shingle_units branch
+        texts = [t[:40] for t in texts]
+    text = "".join(texts)
+    lengths = np.array([len(t) for t in texts])
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    ours = prepare_sets(codepoints(text), starts, ends, config)
+    theirs = prepare(codepoints(text), starts, ends, config)
+    for name in ("norm_lengths", "shingles", "shingle_offsets", "hashes"):
+        assert np.array_equal(getattr(ours, name), getattr(theirs, name)), name
