@@ -7,7 +7,7 @@ import dedup
 from bench.corpus_gen import Generator, Shape
 from dedup.config import Config
 from dedup.corpus import (
-    EMPTIED, batched, candidates, deduplicate, sketch, unit_spans,
+    EMPTIED, batched, candidates, deduplicate, line_spans, sketch, unit_spans,
 )
 from dedup.errors import ConfigError, InputError
 from dedup.io import Record
@@ -233,6 +233,7 @@ def test_unit_spans_match_split_units(text):
     for unit in ("document", "paragraph", "sentence"):
         units = split_units(text, unit)
         assert unit_spans(text, unit) == (units.starts.tolist(), units.ends.tolist())
+    assert line_spans(text) == (units.line_starts, units.line_ends)
 
 
 def test_bad_records_and_settings_are_reported():
