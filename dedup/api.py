@@ -9,14 +9,10 @@ import numpy as np
 from dedup.config import Config
 from dedup.errors import ConfigError, InputError
 from dedup.kernels.band import band_keys
-from dedup.kernels.minhash import minhash_utf8
-from dedup.kernels.shingle import CHAR, WORD
-from dedup.pipeline import (
-    CONTAINED, EXACT, NEAR, SHINGLE_SEED, codepoints, find_groups, permutations, prepare,
-    signatures,
-)
 from dedup.kernels.verify import intersection_size
-from dedup.normtable import load_table
+from dedup.pipeline import (
+    CONTAINED, EXACT, NEAR, codepoints, find_groups, prepare, signatures, utf8_signatures,
+)
 from dedup.results import Explanation, Flag, Member, Passage, RepeatGroup
 from dedup.units import Units, split_units
 
@@ -234,22 +230,13 @@ def sketch(texts: Sequence[str], config: Config | None = None) -> np.ndarray:
     """
     config = _config(config)
     try:
-        # UTF-8 per text then one join: the cheapest way out of Python strings (an ASCII text
-        # is a copy); the kernel decodes, normalizes, shingles and sketches in one pass
+        # UTF-8 per text: the cheapest way out of Python strings (an ASCII text is a copy)
         encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
     except AttributeError:
         for i, t in enumerate(texts):
             _text(t, f"texts[{i}]")
         raise
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)),
-              out=offsets[1:])
-    data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    table, exp_offsets, exp_values = load_table()
-    perm_a, perm_b = permutations(config.num_perm, config.seed)
-    mode = WORD if config.shingle == "word" else CHAR
-    return minhash_utf8(data, offsets, table, exp_offsets, exp_values, config.ngram, mode,
-                        SHINGLE_SEED, perm_a, perm_b)
+    return utf8_signatures(encoded, config)
 
 
 def to_lean_minhash(signature, config: Config | None = None):

@@ -1,5 +1,6 @@
 """The one frozen configuration object, validated once at construction."""
 
+import functools
 import math
 from dataclasses import dataclass, fields
 from typing import Literal, get_args, get_origin, get_type_hints
@@ -116,7 +117,7 @@ class Config:
         else:
             choose_bands(self.threshold, self.num_perm, self.lsh_recall)  # raises if impossible
 
-    @property
+    @functools.cached_property  # a frozen instance: computed once, on first use
     def band_rows(self) -> tuple[int, int]:
         """(bands, rows) of the LSH index."""
         if self.bands is not None:

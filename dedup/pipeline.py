@@ -13,7 +13,7 @@ import numpy as np
 
 from dedup.config import Config
 from dedup.kernels.band import band_keys, candidate_pairs
-from dedup.kernels.minhash import minhash_signatures
+from dedup.kernels.minhash import minhash_signatures, minhash_utf8
 from dedup.kernels.normalize import normalize_units
 from dedup.kernels.shingle import CHAR, WORD, shingle_units, unit_hashes
 from dedup.kernels.unionfind import connected_components
@@ -81,10 +81,37 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+@functools.lru_cache(maxsize=8)
+def _fixed_permutations(num_perm: int, seed: int):
+    """permutations(), made once per (num_perm, seed) and read-only."""
+    a, b = permutations(num_perm, seed)
+    a.setflags(write=False)
+    b.setflags(write=False)
+    return a, b
+
+
 def signatures(shingles, shingle_offsets, config: Config) -> np.ndarray:
     """MinHash signatures uint32[n_units, num_perm]."""
-    a, b = permutations(config.num_perm, config.seed)
+    a, b = _fixed_permutations(config.num_perm, config.seed)
     return minhash_signatures(shingles, shingle_offsets, a, b)
+
+
+def utf8_signatures(encoded: list, config: Config) -> np.ndarray:
+    """MinHash signatures uint32[len(encoded), num_perm] of UTF-8 encoded units (bytes, as
+    str.encode("utf-8", "surrogatepass") gives), equal to signatures() of prepare()'s shingles.
+
+    One join and one kernel pass: decode, normalize, shingle, hash and sketch without sorting
+    or storing the shingles (the fast path when only signatures are needed).
+    """
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)),
+              out=offsets[1:])
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    table, exp_offsets, exp_values = load_table()
+    a, b = _fixed_permutations(config.num_perm, config.seed)
+    mode = WORD if config.shingle == "word" else CHAR
+    return minhash_utf8(data, offsets, table, exp_offsets, exp_values, config.ngram, mode,
+                        SHINGLE_SEED, a, b)
 
 
 def subset_csr(values, offsets, rows):
@@ -245,14 +272,6 @@ def shingle_normalized(norm, norm_offsets, config: Config):
     normalized text of its units and re-shingles it to verify candidates exactly."""
     is_word = config.shingle == "word"
     return shingle_units(norm, norm_offsets, config.ngram, WORD if is_word else CHAR, SHINGLE_SEED)
-
-
-@functools.lru_cache(maxsize=8)
-def _fixed_permutations(num_perm: int, seed: int):
-    a, b = permutations(num_perm, seed)
-    a.setflags(write=False)
-    b.setflags(write=False)
-    return a, b
 
 
 def unit_band_keys(shingles, shingle_offsets, config: Config,
