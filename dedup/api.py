@@ -11,7 +11,8 @@ from dedup.errors import ConfigError, InputError
 from dedup.kernels.band import band_keys
 from dedup.kernels.verify import intersection_size
 from dedup.pipeline import (
-    CONTAINED, EXACT, NEAR, codepoints, find_groups, prepare, signatures, utf8_signatures,
+    CONTAINED, EXACT, NEAR, codepoints, find_groups, kernel_threads, prepare, signatures,
+    utf8_signatures,
 )
 from dedup.results import Explanation, Flag, Member, Passage, RepeatGroup
 from dedup.units import Units, split_units
@@ -35,8 +36,9 @@ def _analyse(text: str, config: Config) -> tuple[Units, list]:
     units = split_units(text, config.unit)
     if len(units) == 0:
         return units, []
-    prepared = prepare(codepoints(text), units.starts, units.ends, config)
-    return units, find_groups(prepared, config)
+    with kernel_threads(len(text)):
+        prepared = prepare(codepoints(text), units.starts, units.ends, config)
+        return units, find_groups(prepared, config)
 
 
 def _member(text, units, assignment) -> Member:
@@ -175,13 +177,14 @@ def explain(a: str, b: str, config: Config | None = None, max_passages: int = 5)
     text = a + b
     starts = np.array([0, len(a)], dtype=np.int64)
     ends = np.array([len(a), len(text)], dtype=np.int64)
-    prepared = prepare(codepoints(text), starts, ends, config, keep_normalized=True)
+    with kernel_threads(len(text)):
+        prepared = prepare(codepoints(text), starts, ends, config, keep_normalized=True)
+        sigs = signatures(prepared.shingles, prepared.shingle_offsets, config)
+        n_bands, rows = config.band_rows
+        keys = band_keys(sigs, n_bands, rows)
     offsets = prepared.shingle_offsets
     size_a, size_b = (int(s) for s in prepared.sizes)
     shared = intersection_size(prepared.shingles, offsets[0], offsets[1], offsets[1], offsets[2])
-    sigs = signatures(prepared.shingles, prepared.shingle_offsets, config)
-    n_bands, rows = config.band_rows
-    keys = band_keys(sigs, n_bands, rows)
     is_empty = size_a == 0 or size_b == 0
     collided = () if is_empty else tuple(int(i) for i in np.flatnonzero(keys[0] == keys[1]))
     estimate = 0.0 if is_empty else float(np.mean(sigs[0] == sigs[1]))
