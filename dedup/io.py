@@ -173,6 +173,45 @@ def _zstd_error():
         return ()
 
 
+def _zstd_truncation(path: Path) -> str | None:
+    """Why a .zst file does not end on the end of a frame, or None: zstandard's stream reader
+    reads a file cut inside a frame as a shorter stream, without an error. Reads only the frame
+    and block headers (RFC 8878), seeking over the blocks."""
+    with open(path, "rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        pos = 0
+        while pos < size:
+            handle.seek(pos)
+            head = handle.read(18)  # magic, descriptor and the largest frame header
+            magic = int.from_bytes(head[:4], "little") if len(head) >= 4 else None
+            if magic is not None and magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame
+                pos += 8 + int.from_bytes(head[4:8], "little")
+                if len(head) < 8 or pos > size:
+                    return f"file ends inside a frame at byte {size}"
+                continue
+            if magic != 0xFD2FB528:
+                return f"no zstd frame at byte {pos}"
+            if len(head) < 5:
+                return f"file ends inside a frame at byte {size}"
+            descriptor = head[4]
+            is_single = descriptor >> 5 & 1
+            fcs = (1 if is_single else 0, 2, 4, 8)[descriptor >> 6]
+            pos += 5 + (0 if is_single else 1) + (0, 1, 2, 4)[descriptor & 3] + fcs
+            while True:
+                handle.seek(pos)
+                block = handle.read(3)
+                if len(block) < 3:
+                    return f"file ends inside a frame at byte {size}"
+                header = int.from_bytes(block, "little")
+                pos += 3 + (1 if (header >> 1) & 3 == 1 else header >> 3)
+                if header & 1:
+                    break
+            pos += 4 if descriptor >> 2 & 1 else 0
+            if pos > size:
+                return f"file ends inside a frame at byte {size}"
+    return None
+
+
 class Reader:
     """Streams the records of shards; run `records()` as many times as needed.
 
@@ -294,6 +333,11 @@ class Reader:
                 kind = {"gz": "gzip", "zst": "zstd"}.get(shard.compression, "")
                 self._reject(shard, line_no + 1,
                              f"{kind} stream is truncated or corrupt ({err})".strip())
+                return
+        if shard.compression == "zst":
+            problem = _zstd_truncation(shard.path)
+            if problem:  # the zstd reader ends a cut frame quietly: its records would be lost
+                self._reject(shard, line_no + 1, f"zstd stream is truncated ({problem})")
                 return
         if line_no == 0:
             self._reject(shard, 0, "file is empty")
