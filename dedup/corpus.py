@@ -19,6 +19,7 @@ Units are numbered in corpus order (record order, then position in the record), 
 depends on neither batch size nor thread count.
 """
 
+import errno
 import json
 import os
 import re
@@ -36,7 +37,9 @@ from xxhash import xxh64_intdigest
 from dedup.api import removal_ranges
 from dedup.config import Config
 from dedup.errors import ConfigError, InputError
-from dedup.io import JsonlWriter, ParquetWriter, Reader, Record, TextWriter, discover, edit_jsonl
+from dedup.io import (
+    JsonlWriter, ParquetWriter, Reader, Record, TextWriter, discover, edit_jsonl, parquet_writer,
+)
 from dedup.kernels.band import band_keys, candidate_pairs
 from dedup.kernels.minhash import EMPTY_SLOT, minhash_utf8
 from dedup.kernels.normalize import normalize_units
@@ -699,6 +702,7 @@ DUPLICATES = "duplicates"
 REJECTS = "rejects.jsonl"
 _PARTIAL = ".dedup-partial-"
 _REPORT_ROWS = 65_536
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 _FLAG_FIELDS = ("start", "end", "kind", "similarity", "dup_of", "dup_start", "dup_end", "group")
 
 
@@ -728,11 +732,9 @@ class _Report:
     """duplicates.parquet (and .jsonl) written in slices of rows as the write pass goes."""
 
     def __init__(self, folder: Path, with_jsonl: bool):
-        import pyarrow.parquet as pq
-
         self.schema = _report_schema()
         self.paths = [folder / f"{DUPLICATES}.parquet"]
-        self._parquet = pq.ParquetWriter(self.paths[0], self.schema, compression="zstd")
+        self._parquet = parquet_writer(self.paths[0], self.schema, compression="zstd")
         self._jsonl = None
         if with_jsonl:
             self.paths.append(folder / f"{DUPLICATES}.jsonl")
@@ -776,6 +778,21 @@ def _is_partial(path: Path) -> bool:
     return path.name.startswith(_PARTIAL)
 
 
+def _partial_pid(path: Path) -> int | None:
+    """The process id of a run still writing into this partial folder, or None when that
+    process is gone (the folder was left by a killed run)."""
+    try:
+        pid = int(path.name[len(_PARTIAL):])
+        os.kill(pid, 0)
+    except ValueError:
+        return None
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, owned by another user
+        return pid
+    return pid
+
+
 def _prepare_outdir(out: Path, shards, overwrite: bool) -> Path:
     """Check the output folder and make the hidden folder the run writes into."""
     if out.exists() and not out.is_dir():
@@ -789,15 +806,23 @@ def _prepare_outdir(out: Path, shards, overwrite: bool) -> Path:
     if out.is_dir():
         for entry in out.iterdir():
             if _is_partial(entry):  # left by an interrupted run: never looked complete
-                shutil.rmtree(entry, ignore_errors=True)
+                pid = _partial_pid(entry)
+                if pid is None or pid == os.getpid():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    raise InputError(f"{out}: another dedup run (process {pid}) is writing "
+                                     "into it; wait for it or choose another -o")
         leftovers = sorted(p.name for p in out.iterdir())
         if leftovers and not overwrite:
             what = SUMMARY if SUMMARY in leftovers else leftovers[0]
             raise InputError(f"{out}: already holds results ({what}); choose an empty folder or "
                              "pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
     work = out / f"{_PARTIAL}{os.getpid()}"
-    work.mkdir()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        work.mkdir(exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{out}: cannot create the output folder ({err.strerror})") from None
     return work
 
 
@@ -900,9 +925,12 @@ def run_files(inputs, outdir, config: Config, mode: str = "collapse", *, text_fi
         summary["records_per_s"] = round(summary["counts"]["read"] / total, 1) if total else None
         summary["outputs"] = names
         _publish(work, out, names, summary)
-    except BaseException:
+    except BaseException as err:
         progress.close()
         shutil.rmtree(work, ignore_errors=True)
+        if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:  # full disk, not our bug
+            raise InputError(f"{out}: cannot write the results ({err.strerror or err})") \
+                from None
         raise
     progress.close()
     return summary

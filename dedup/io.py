@@ -569,7 +569,7 @@ class ParquetWriter:
             schema = schema.append(_pa().field(flag_field, flag_type))
         self._schema = schema
         self._flag_type = flag_type
-        self._writer = pq.ParquetWriter(path, schema, compression=compression)
+        self._writer = parquet_writer(path, schema, compression=compression)
         self._batch = None
         self._rows = []
         self._texts = {}
@@ -633,3 +633,19 @@ def _pa():
     import pyarrow
 
     return pyarrow
+
+
+def parquet_writer(path, schema, **options):
+    """A pyarrow ParquetWriter whose clean-up after a failed run stays quiet: left open when a
+    write failed (a full disk), pyarrow's __del__ retries the close and printed the error again
+    as "Exception ignored ... Traceback" after the CLI's one-line message."""
+    import pyarrow.parquet as pq
+
+    class QuietParquetWriter(pq.ParquetWriter):
+        def __del__(self):
+            try:
+                super().__del__()
+            except Exception:  # the run failed already and its folder is removed
+                pass
+
+    return QuietParquetWriter(path, schema, **options)
