@@ -376,6 +376,11 @@ def main(argv=None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:  # run_files has removed its partial folder on the way out
+        if args.debug:
+            raise
+        print("dedup: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
