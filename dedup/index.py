@@ -14,7 +14,9 @@ across restarts. The index answers what the batch path answers on the same strea
   with the units in it but not added (the batch path links such a bucket as a star).
 
 Storage is one SQLite file in WAL mode, no pickle anywhere: tables `meta` (format version,
-normalization version, settings, engine fingerprint), `docs`, `units`, `paragraphs`, `bands`.
+normalization version, settings, engine fingerprint), `docs`, `units` (with their band keys),
+`paragraphs`, `dropped`. The band buckets are held in memory, loaded from `units` and brought
+up to date from the file at the start of every transaction.
 Every add is one transaction: a process killed in the middle leaves the document fully there
 or not there. Each thread gets its own connection; one writer and several reader processes
 may share a file (SQLite serializes writers; readers see the last committed state).
@@ -51,7 +53,7 @@ from dedup.pipeline import (
 from dedup.results import DocumentMatch, ParagraphRepeat, Verdict
 from dedup.units import split_units
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: band keys in units.bands, buckets in memory
 APPLICATION_ID = 0x64447570  # "dDup" in the SQLite header: tells our files from other databases
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DOCUMENT, PARAGRAPH = 0, 1
@@ -88,6 +90,10 @@ CREATE TABLE units (
     n_shingles INTEGER NOT NULL,
     refs INTEGER NOT NULL,         -- docs rows (kind 0) or paragraphs rows (kind 1) using it
     norm BLOB NOT NULL,            -- zlib(UTF-8 of the normalized text): re-shingled to verify
+    -- the band keys under which it is in a bucket (int64 little-endian): a key is missing
+    -- only when its bucket was full. Buckets are kept in memory, loaded from these: 16 rows
+    -- per unit inserted at random places of a B-tree cost most of an add.
+    bands BLOB NOT NULL,
     UNIQUE (hash, kind)
 );
 CREATE TABLE docs (
@@ -109,8 +115,8 @@ CREATE TABLE paragraphs (
     PRIMARY KEY (doc, position)
 ) WITHOUT ROWID;
 CREATE INDEX paragraphs_unit ON paragraphs (unit, doc);
-CREATE TABLE bands (key INTEGER NOT NULL, unit INTEGER NOT NULL, PRIMARY KEY (key, unit))
-    WITHOUT ROWID;
+-- units removed since the file was created: other processes drop them from their buckets
+CREATE TABLE dropped (seq INTEGER PRIMARY KEY AUTOINCREMENT, unit INTEGER NOT NULL);
 """
 
 
@@ -174,6 +180,113 @@ class _Found:
     verdict_parts: tuple
 
 
+class _Buckets:
+    """The LSH buckets of the stored units, in memory: band key -> unit ids.
+
+    Loaded from units.bands and brought up to date at the start of each transaction, from the
+    units added since (ids only grow: AUTOINCREMENT) and the `dropped` log. Changes made inside
+    a write transaction live in a per-thread overlay, merged only once the transaction commits,
+    so a rollback (or a killed process) leaves nothing behind. Bulk: sorted arrays (searched
+    with searchsorted); recent: a dict, merged into the arrays when it grows.
+    """
+
+    _MERGE = 1 << 17
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.keys = np.zeros(0, dtype=np.int64)   # sorted
+        self.units = np.zeros(0, dtype=np.int64)
+        self.recent = {}   # key -> list of unit ids
+        self.n_recent = 0
+        self.dead = set()  # removed unit ids still in keys/units or recent
+        self.last_unit = 0
+        self.last_drop = 0
+
+    def refresh(self, conn):
+        """Take in what other connections committed since the last refresh."""
+        with self.lock:
+            added = conn.execute("SELECT id, bands FROM units WHERE id > ? ORDER BY id",
+                                 (self.last_unit,)).fetchall()
+            drops = conn.execute("SELECT seq, unit FROM dropped WHERE seq > ? ORDER BY seq",
+                                 (self.last_drop,)).fetchall()
+            if added and len(added) > 4096:
+                keys = [np.frombuffer(blob, dtype="<i8") for _, blob in added]
+                units = np.repeat(np.asarray([i for i, _ in added], dtype=np.int64),
+                                  [k.size for k in keys])
+                self._bulk(np.concatenate(keys).astype(np.int64), units)
+            else:
+                for unit_id, blob in added:
+                    self._add(np.frombuffer(blob, dtype="<i8").tolist(), unit_id)
+            if added:
+                self.last_unit = added[-1][0]
+            for seq, unit_id in drops:
+                if unit_id <= self.last_unit:  # else it came and went before we looked
+                    self.dead.add(unit_id)
+                self.last_drop = seq
+            self._maybe_merge()
+
+    def _add(self, keys, unit_id):
+        for key in keys:
+            self.recent.setdefault(key, []).append(unit_id)
+        self.n_recent += len(keys)
+
+    def _bulk(self, keys, units):
+        keys = np.concatenate((self.keys, keys))
+        units = np.concatenate((self.units, units))
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.units = keys[order], units[order]
+
+    def _maybe_merge(self):
+        if self.n_recent > self._MERGE or len(self.dead) > self._MERGE:
+            keys = [k for k, members in self.recent.items() for _ in members]
+            units = [u for members in self.recent.values() for u in members]
+            self.recent, self.n_recent = {}, 0
+            self._bulk(np.asarray(keys, dtype=np.int64), np.asarray(units, dtype=np.int64))
+            if self.dead:
+                alive = ~np.isin(self.units, np.fromiter(self.dead, dtype=np.int64))
+                self.keys, self.units = self.keys[alive], self.units[alive]
+                self.dead = set()
+
+    def commit(self, overlay):
+        """Merge a committed transaction's overlay (added, dead, last unit id)."""
+        added, dead, _ = overlay
+        with self.lock:
+            for unit_id, keys in added.items():
+                if unit_id > self.last_unit:
+                    self._add(keys, unit_id)
+                    self.last_unit = unit_id
+            self.dead |= dead
+            self._maybe_merge()
+
+    def find(self, keys: list, overlay) -> list[tuple[int, int]]:
+        """(key, unit id) of every live bucket member under the given keys."""
+        found = []
+        with self.lock:
+            if self.keys.size:
+                query = np.asarray(keys, dtype=np.int64)
+                lo = np.searchsorted(self.keys, query, "left")
+                hi = np.searchsorted(self.keys, query, "right")
+                for k in np.flatnonzero(hi > lo).tolist():
+                    key = keys[k]
+                    found += [(key, u) for u in self.units[lo[k]:hi[k]].tolist()]
+            recent = self.recent
+            for key in keys:
+                members = recent.get(key)
+                if members:
+                    found += [(key, u) for u in members]
+            dead = self.dead
+        if overlay is not None:
+            added, overlay_dead, by_key = overlay
+            for key in keys:
+                members = by_key.get(key)
+                if members:
+                    found += [(key, u) for u in members]
+            dead = dead | overlay_dead
+        if dead:
+            found = [(key, u) for key, u in found if u not in dead]
+        return found
+
+
 class Index:
     """An incremental, persistent near-duplicate index of documents and paragraphs.
 
@@ -195,6 +308,7 @@ class Index:
         self._connections = []
         self._closed = False
         self._cache = {}  # (unit id, hash) -> sorted shingles; content-addressed, so safe
+        self._buckets = _Buckets()
         self._cached_shingles = 0
 
     # ---- opening -------------------------------------------------------------------------
@@ -330,6 +444,10 @@ class Index:
                 raise InputError(
                     f"{self.path}: index format version {version} was written by a newer dedup; "
                     f"this one reads up to version {FORMAT_VERSION} (upgrade dedup)")
+            if version < FORMAT_VERSION:
+                raise InputError(
+                    f"{self.path}: index format version {version} was written by an older dedup; "
+                    f"this one reads version {FORMAT_VERSION} (rebuild the index)")
             meta = dict(conn.execute("SELECT name, value FROM meta"))
         except sqlite3.Error as err:
             raise self._error(err) from None
@@ -409,16 +527,24 @@ class Index:
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
+                self._buckets.refresh(conn)
+                if write:
+                    self._local.overlay = ({}, set(), {})  # (added, dead, added by key)
                 yield conn
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            if write:
+                self._buckets.commit(self._local.overlay)
         except sqlite3.Error as err:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise self._error(err) from None
+        finally:
+            if write:
+                self._local.overlay = None
 
     def _read(self, action):
         with self._transaction(write=False) as conn:
@@ -518,9 +644,8 @@ class Index:
             for row, unit in zip(analysis.keys[searched].tolist(), searched):
                 for key in row:
                     owners.setdefault(key, set()).add(unit)
-            for key, unit_id in conn.execute(
-                    "SELECT key, unit FROM bands WHERE key IN (SELECT value FROM json_each(?))",
-                    (json.dumps(sorted(owners)),)):
+            for key, unit_id in self._buckets.find(
+                    list(owners), getattr(self._local, "overlay", None)):
                 bucket_sizes[key] = bucket_sizes.get(key, 0) + 1
                 for unit in owners[key]:
                     candidates.setdefault(unit, set()).add(unit_id)
@@ -692,8 +817,14 @@ class Index:
         if row is not None:
             if row[0] == text_hash:
                 conn.execute("SAVEPOINT again")  # the verdict as if the key were absent
-                self._remove(conn, key)
-                found = self._lookup(conn, analysis)
+                added, dead, by_key = self._local.overlay
+                self._local.overlay = (dict(added), set(dead),
+                                       {k: list(v) for k, v in by_key.items()})
+                try:
+                    self._remove(conn, key)
+                    found = self._lookup(conn, analysis)
+                finally:
+                    self._local.overlay = (added, dead, by_key)
                 conn.execute("ROLLBACK TO again")
                 conn.execute("RELEASE again")
                 return Verdict(key, False, *found.verdict_parts)
@@ -714,26 +845,30 @@ class Index:
         unit_ids = {}
         refs = {}
         created = {}
-        bands = []
+        added, _, by_key = self._local.overlay
         for unit in analysis.active():
             kind = analysis.kind(unit)
             unit_hash = int(hashes[unit])
             unit_id = found.exact.get(unit) or created.get((unit_hash, kind))
             if unit_id is None:
+                placed = []
+                for band_key in dict.fromkeys(analysis.keys[unit].tolist()):
+                    if bucket_sizes.get(band_key, 0) < max_bucket:
+                        placed.append(band_key)
+                        bucket_sizes[band_key] = bucket_sizes.get(band_key, 0) + 1
                 lo, hi = prepared.norm_offsets[unit], prepared.norm_offsets[unit + 1]
                 unit_id = conn.execute(
-                    "INSERT INTO units (kind, hash, norm_length, n_shingles, refs, norm) "
-                    "VALUES (?, ?, ?, ?, 0, ?)",
+                    "INSERT INTO units (kind, hash, norm_length, n_shingles, refs, norm, bands) "
+                    "VALUES (?, ?, ?, ?, 0, ?, ?)",
                     (kind, unit_hash, int(prepared.norm_lengths[unit]), int(sizes[unit]),
-                     _encode_norm(prepared.norm[lo:hi]))).lastrowid
+                     _encode_norm(prepared.norm[lo:hi]),
+                     np.asarray(placed, dtype="<i8").tobytes())).lastrowid
                 created[(unit_hash, kind)] = unit_id
-                for band_key in set(analysis.keys[unit].tolist()):
-                    if bucket_sizes.get(band_key, 0) < max_bucket:
-                        bands.append((band_key, unit_id))
-                        bucket_sizes[band_key] = bucket_sizes.get(band_key, 0) + 1
+                added[unit_id] = placed
+                for band_key in placed:
+                    by_key.setdefault(band_key, []).append(unit_id)
             unit_ids[unit] = unit_id
             refs[unit_id] = refs.get(unit_id, 0) + 1
-        conn.executemany("INSERT INTO bands (key, unit) VALUES (?, ?)", bands)
         conn.executemany("UPDATE units SET refs = refs + ? WHERE id = ?",
                          [(n, unit_id) for unit_id, n in refs.items()])
         doc_id = conn.execute(
@@ -766,15 +901,13 @@ class Index:
         conn.execute("DELETE FROM docs WHERE id = ?", (doc_id,))
         conn.executemany("UPDATE units SET refs = refs - ? WHERE id = ?",
                          [(n, unit_id) for unit_id, n in refs.items()])
-        dead = conn.execute(
-            "SELECT id, kind, norm FROM units WHERE refs <= 0 AND id IN "
-            "(SELECT value FROM json_each(?))", (json.dumps(sorted(refs)),)).fetchall()
+        dead = [unit_id for (unit_id,) in conn.execute(
+            "SELECT id FROM units WHERE refs <= 0 AND id IN "
+            "(SELECT value FROM json_each(?))", (json.dumps(sorted(refs)),))]
         if dead:
-            keys = self._stored_band_keys([(kind, blob) for _, kind, blob in dead])
-            conn.executemany("DELETE FROM bands WHERE key = ? AND unit = ?",
-                             [(band_key, unit_id) for (unit_id, _, _), row_keys in
-                              zip(dead, keys.tolist()) for band_key in row_keys])
-            conn.executemany("DELETE FROM units WHERE id = ?", [(d[0],) for d in dead])
+            conn.executemany("DELETE FROM units WHERE id = ?", [(d,) for d in dead])
+            conn.executemany("INSERT INTO dropped (unit) VALUES (?)", [(d,) for d in dead])
+            self._local.overlay[1].update(dead)
         return True
 
     def _stored_band_keys(self, rows) -> np.ndarray:
@@ -802,7 +935,7 @@ class Index:
                 "paragraphs": count("SELECT count(*) FROM paragraphs"),
                 "distinct_documents": count("SELECT count(*) FROM units WHERE kind = 0"),
                 "distinct_paragraphs": count("SELECT count(*) FROM units WHERE kind = 1"),
-                "band_rows": count("SELECT count(*) FROM bands"),
+                "band_rows": count("SELECT coalesce(sum(length(bands)), 0) / 8 FROM units"),
             }
         stats = self._read(collect)
         size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal"))
@@ -833,8 +966,8 @@ class Index:
                     "WHERE NOT EXISTS (SELECT 1 FROM docs d WHERE d.id = p.doc)",
                 "paragraph refers to a missing unit": "SELECT p.unit FROM paragraphs p WHERE "
                     "NOT EXISTS (SELECT 1 FROM units u WHERE u.id = p.unit AND u.kind = 1)",
-                "band row refers to a missing unit": "SELECT b.unit FROM bands b WHERE NOT "
-                    "EXISTS (SELECT 1 FROM units u WHERE u.id = b.unit)",
+                "unit with a malformed band list": "SELECT id FROM units WHERE "
+                    "length(bands) % 8 != 0",
                 "document unit with a wrong reference count": "SELECT u.id FROM units u WHERE "
                     "u.kind = 0 AND u.refs != (SELECT count(*) FROM docs d WHERE d.unit = u.id)",
                 "paragraph unit with a wrong reference count": "SELECT u.id FROM units u WHERE "
@@ -854,6 +987,12 @@ class Index:
 
     def _deep_check(self, conn) -> list[str]:
         problems = []
+        buckets = {}  # band key -> units, from the stored band lists
+        stored_keys = {}
+        for unit_id, blob in conn.execute("SELECT id, bands FROM units"):
+            stored_keys[unit_id] = set(np.frombuffer(blob, dtype="<i8").tolist())
+            for band_key in stored_keys[unit_id]:
+                buckets.setdefault(band_key, set()).add(unit_id)
         cursor = conn.execute("SELECT id, kind, n_shingles, norm FROM units ORDER BY id")
         while len(problems) < 20:
             rows = cursor.fetchmany(512)
@@ -866,14 +1005,12 @@ class Index:
             with _kernels():
                 _, shingle_offsets = shingle_normalized(np.concatenate(norms), offsets,
                                                         self.config)
-            members = {}
-            for band_key, unit_id in conn.execute(
-                    "SELECT key, unit FROM bands WHERE key IN (SELECT value FROM json_each(?))",
-                    (json.dumps(sorted(set(keys.ravel().tolist()))),)):
-                members.setdefault(band_key, set()).add(unit_id)
+            members = buckets
             for k, (unit_id, _, n_shingles, _) in enumerate(rows):
                 if int(shingle_offsets[k + 1] - shingle_offsets[k]) != n_shingles:
                     problems.append(f"unit {unit_id}: its stored text gives another shingle count")
+                if not stored_keys[unit_id] <= set(keys[k].tolist()):
+                    problems.append(f"unit {unit_id}: a stored band key is not its own")
                 for band_key in set(keys[k].tolist()):
                     bucket = members.get(band_key, set())
                     # a unit is left out of a bucket only when the bucket was full

@@ -355,6 +355,30 @@ def test_remove_leaves_what_a_fresh_index_would_hold(tmp_path, corpus):
             assert as_answer(index.check(text)) == as_answer(fresh.check(text))
 
 
+def test_a_second_handle_follows_adds_and_removes_made_through_another(tmp_path, corpus):
+    # each Index keeps its LSH buckets in memory: a second handle on the same file (as in
+    # another process) must take in what the first one committed, removals included
+    path = tmp_path / "a.idx"
+    with Index.open(path) as writer, Index.open(path) as other, \
+            Index.open(tmp_path / "b.idx") as fresh:
+        assert len(other) == 0
+        for i in range(60):
+            writer.add(str(i), corpus[i])
+            if i % 4:
+                fresh.add(str(i), corpus[i])
+        for i in range(0, 60, 4):
+            assert writer.remove(str(i))
+        with pytest.raises(InputError, match="different text"):  # rolled back after 10 adds
+            writer.add_many([(f"x{i}", corpus[i]) for i in range(60, 70)] + [("1", "other")])
+        for text in corpus[60:120]:
+            assert as_answer(other.check(text)) == as_answer(fresh.check(text))
+            assert as_answer(writer.check(text)) == as_answer(fresh.check(text))
+        verdicts = other.add_many((str(i), corpus[i]) for i in range(60, 90))
+        assert [as_answer(v) for v in verdicts] == [
+            as_answer(fresh.add(str(i), corpus[i])) for i in range(60, 90)]
+        assert other.stats()["band_rows"] == fresh.stats()["band_rows"]
+        assert writer.integrity_check() == []
+
 def test_verdict_to_dict_is_json(tmp_path):
     with Index.open(tmp_path / "a.idx") as index:
         index.add("a", ARTICLE)
@@ -540,6 +564,15 @@ def test_a_newer_format_version_is_refused(tmp_path):
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA user_version = 99")
     with pytest.raises(InputError, match="format version 99 was written by a newer dedup"):
+        Index.open(path)
+
+
+def test_an_older_format_version_is_refused(tmp_path):
+    path = tmp_path / "a.idx"
+    Index.open(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 1")  # version 1 kept band rows in a table
+    with pytest.raises(InputError, match="format version 1 was written by an older dedup"):
         Index.open(path)
 
 
