@@ -41,14 +41,14 @@ from dedup.io import (
     JsonlWriter, ParquetWriter, Reader, Record, TextWriter, discover, edit_jsonl, parquet_writer,
 )
 from dedup.kernels.band import band_keys, candidate_pairs
-from dedup.kernels.minhash import EMPTY_SLOT, minhash_utf8
+from dedup.kernels.minhash import EMPTY_SLOT
 from dedup.kernels.normalize import normalize_units
 from dedup.kernels.shingle import CHAR, WORD, _fill_shingles, shingle_units, unit_hashes
 from dedup.kernels.verify import pair_similarities
 from dedup.normtable import load_table
 from dedup.pipeline import (
-    CONTAINED, EXACT, NEAR, SHINGLE_SEED, UNIT_HASH_SEED, Prepared, build_groups, codepoints,
-    exact_classes, is_edge, permutations, prepare,
+    CONTAINED, EXACT, NEAR, SHINGLE_SEED, UNIT_HASH_SEED, Edges, Prepared, build_groups,
+    codepoints, exact_classes, is_edge, utf8_signatures,
 )
 from dedup.units import Units, split_units
 
@@ -228,7 +228,7 @@ def unit_sketches(texts, counts, local_starts, local_ends, config: Config):
     """(xxh64 of each unit's UTF-8 text, MinHash signatures) of the units of a batch.
 
     The signatures equal signatures(prepare(...)) but come straight from UTF-8 through
-    minhash_utf8, without sorted shingle sets. Units are classed by their text as written, not
+    pipeline.utf8_signatures, without sorted shingle sets. Units are classed by their text as written, not
     normalized (normalizing twice was a third of this pass): units equal only after
     normalization have equal signatures, so they meet as candidates and pass 2 finds them
     exact. An all-empty signature row means no normalized text.
@@ -238,15 +238,7 @@ def unit_sketches(texts, counts, local_starts, local_ends, config: Config):
                for r, s, e in zip(owners, local_starts, local_ends)]
     hashes = np.fromiter((xxh64_intdigest(piece, RAW_HASH_SEED) for piece in encoded),
                          dtype=np.uint64, count=len(encoded))
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)),
-              out=offsets[1:])
-    data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    table, exp_offsets, exp_values = load_table()
-    perm_a, perm_b = permutations(config.num_perm, config.seed)
-    sigs = minhash_utf8(data, offsets, table, exp_offsets, exp_values, config.ngram,
-                        WORD if config.shingle == "word" else CHAR, SHINGLE_SEED, perm_a, perm_b)
-    return hashes, sigs
+    return hashes, utf8_signatures(encoded, config)
 
 
 def sketch(batches, config: Config, progress=None) -> Sketch:
@@ -347,16 +339,6 @@ def prepare_sets(cps, starts, ends, config: Config) -> Prepared:
     values = np.concatenate(sets) if sets else np.zeros(0, dtype=np.uint64)
     return Prepared(lengths, values, offsets, hashes)
 
-
-
-@dataclass
-class Edges:
-    """Verified pairs (left < right, sorted) with their exact similarities."""
-
-    left: np.ndarray
-    right: np.ndarray
-    jaccard: np.ndarray
-    containment: np.ndarray
 
 
 def verify(batches, sk: Sketch, left, right, config: Config, progress=None):
@@ -474,7 +456,7 @@ def decide(sk: Sketch, heads, head_of, edges: Edges, config: Config) -> Decision
     is_linked[edges.right] = True
     is_linked[head_of[has_copies]] = True
     groups = build_groups(sk.prepared(), heads[is_linked[heads]], class_members,
-                          _pipeline_edges(edges), config)
+                          edges, config)
     kind = np.zeros(n_units, dtype=np.int8)
     similarity = np.zeros(n_units, dtype=np.float64)
     rep = np.full(n_units, -1, dtype=np.int64)
@@ -495,12 +477,6 @@ def decide(sk: Sketch, heads, head_of, edges: Edges, config: Config) -> Decision
                 kind[a.unit] = _KIND_CODE[EXACT if is_same_text else a.kind]
                 similarity[a.unit] = a.similarity
     return Decisions(kind, similarity, rep, group_of, group_size, group_min)
-
-
-def _pipeline_edges(edges: Edges):
-    from dedup.pipeline import Edges as PipelineEdges
-
-    return PipelineEdges(edges.left, edges.right, edges.jaccard, edges.containment)
 
 
 # --- the plan: passes 1 and 2 and the groups -----------------------------------------------------
