@@ -376,11 +376,24 @@ def main(argv=None) -> int:
         return 2
     except BrokenPipeError:
         return 0
-    except KeyboardInterrupt:  # run_files has removed its partial folder on the way out
-        if args.debug:
+    except (KeyboardInterrupt, SystemError) as err:
+        # run_files has removed its partial folder on the way out. A Ctrl-C that lands while
+        # numba loads a cached kernel reaches us as a SystemError caused by the interrupt.
+        if args.debug or not _is_interrupt(err):
             raise
         print("dedup: interrupted", file=sys.stderr)
         return 130
+
+
+def _is_interrupt(err: BaseException) -> bool:
+    """Whether err is a KeyboardInterrupt or was raised because of one."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
 
 
 if __name__ == "__main__":

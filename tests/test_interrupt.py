@@ -132,3 +132,26 @@ def test_a_partial_folder_of_a_live_run_is_left_alone(tmp_path, capsys):
     dead = out / f".dedup-partial-{sleeper.pid}"  # the same folder, its process now gone
     assert main(["run", str(path), "-o", str(out), "--quiet"]) == 0
     assert not dead.exists() and (out / "summary.json").exists()
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_ctrl_c_is_one_line_even_inside_a_numba_call(monkeypatch, capsys, tmp_path, wrapped):
+    """A KeyboardInterrupt that lands while numba unpickles a cached kernel surfaces as a
+    SystemError caused by it (seen once in the SIGINT test above): still one line, exit 130."""
+    import dedup.cli
+
+    def interrupted(args, out):
+        if not wrapped:
+            raise KeyboardInterrupt
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as err:
+            raise SystemError("CPUDispatcher returned a result with an exception set") from err
+
+    monkeypatch.setattr(dedup.cli, "cmd_run", interrupted)
+    code = dedup.cli.main(["run", str(tmp_path / "x.jsonl"), "-o", str(tmp_path / "out")])
+    assert code == 130 and capsys.readouterr().err == "dedup: interrupted\n"
+    monkeypatch.setattr(dedup.cli, "cmd_run", lambda args, out: (_ for _ in ()).throw(
+        SystemError("not an interrupt")))
+    with pytest.raises(SystemError, match="not an interrupt"):  # our bug: keeps its traceback
+        dedup.cli.main(["run", str(tmp_path / "x.jsonl"), "-o", str(tmp_path / "out")])
