@@ -619,7 +619,6 @@ class Index:
 
     def _lookup(self, conn, analysis: _Analysis) -> _Found:
         """Stored units that repeat the text's units, verified exactly; and the verdict."""
-        config = self.config
         prepared = analysis.prepared
         active = analysis.active()
         hashes = prepared.hashes.view(np.int64)
@@ -707,7 +706,6 @@ class Index:
 
     def _describe(self, conn, analysis, exact, pairs) -> tuple:
         """(document matches, paragraph repeats) of the verdict."""
-        config = self.config
         doc_pairs = [(EXACT, 1.0, 1.0, 1.0, True, exact[0])] if 0 in exact else []
         doc_pairs += [(kind, sim, jac, cont, inside, unit_id)
                       for unit, unit_id, kind, sim, jac, cont, inside in pairs if unit == 0]

@@ -3,7 +3,6 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import dedup
-from dedup.kernels.normalize import normalize_units  # noqa: F401  (compiled before hypothesis)
 
 WORDS = ["the", "minister", "said", "on", "Thursday", "that", "talks", "would", "resume",
          "قال", "الرئيس", "إنه", "مستعد", "للتحدث", "مع", "نظيره", "الحرب"]
