@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-import numba
 import numpy as np
 import xxhash
 
@@ -47,7 +46,7 @@ from dedup.errors import ConfigError, InputError
 from dedup.kernels.verify import pair_similarities
 from dedup.normtable import NORMALIZATION_VERSION
 from dedup.pipeline import (
-    CONTAINED, EXACT, NEAR, Prepared, codepoints, find_groups, is_edge, prepare,
+    CONTAINED, EXACT, NEAR, Prepared, codepoints, find_groups, is_edge, kernel_threads, prepare,
     shingle_normalized, unit_band_keys,
 )
 from dedup.results import DocumentMatch, ParagraphRepeat, Verdict
@@ -72,13 +71,8 @@ _KERNEL_LOCK = threading.RLock()
 def _kernels():
     """Kernel calls on one document: one thread. Waking a thread pool costs more than the
     work, and milliseconds on a busy machine (OpenMP threads spin for a free core)."""
-    with _KERNEL_LOCK:
-        threads = numba.get_num_threads()
-        numba.set_num_threads(1)  # applies to the calling thread only
-        try:
-            yield
-        finally:
-            numba.set_num_threads(threads)
+    with _KERNEL_LOCK, kernel_threads(0):
+        yield
 
 SCHEMA = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
