@@ -22,7 +22,6 @@ depends on neither batch size nor thread count.
 import errno
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -50,7 +49,7 @@ from dedup.pipeline import (
     CONTAINED, EXACT, NEAR, SHINGLE_SEED, UNIT_HASH_SEED, Edges, Prepared, build_groups,
     codepoints, exact_classes, is_edge, utf8_signatures,
 )
-from dedup.units import Units, split_units
+from dedup.units import Units, line_spans, paragraph_spans, split_units
 
 MODES = ("collapse", "flag")
 LEVELS = ("document", "paragraph", "sentence")
@@ -60,8 +59,6 @@ KINDS = (None, EXACT, NEAR, CONTAINED)
 _KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}
 # a non-blank line without its surrounding white space (\s is str.isspace); the lines are
 # those of dedup.units: broken at \r\n, \n or \r only
-_PARAGRAPH = re.compile(r"\S(?:[^\r\n]*\S)?")
-_LINE_BREAK = re.compile(r"\r\n|\n|\r")
 RAW_HASH_SEED = 0x5EED
 SHORT_UNITS = 256  # mean normalized length under which prepare_sets leaves sorting to numba
 
@@ -123,17 +120,9 @@ def unit_spans(text: str, unit: str) -> tuple[list[int], list[int]]:
         end = len(text.rstrip())
         return ([start], [end]) if start < end else ([], [])
     if unit == "paragraph":
-        spans = [match.span() for match in _PARAGRAPH.finditer(text)]
-        return [s for s, _ in spans], [e for _, e in spans]
+        return paragraph_spans(text)
     units = split_units(text, unit)
     return units.starts.tolist(), units.ends.tolist()
-
-
-def line_spans(text: str) -> tuple[list[int], list[int]]:
-    """(starts, ends) of every line of text, as dedup.units reads lines: broken at \r\n, \n
-    or \r, with an empty last line after a final break."""
-    breaks = [match.span() for match in _LINE_BREAK.finditer(text)]
-    return [0] + [e for _, e in breaks], [s for s, _ in breaks] + [len(text)]
 
 
 def batched(records: Iterable[Record], batch_chars: int):

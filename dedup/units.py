@@ -6,7 +6,8 @@ import re
 
 import numpy as np
 
-_LINE = re.compile(r"[^\r\n]*")  # one line's content; breaks are \r\n, \n or a lone \r
+_LINE_BREAK = re.compile(r"\r\n|\n|\r")
+_PARAGRAPH = re.compile(r"\S(?:[^\r\n]*\S)?")  # \S is not str.isspace(), as _stripped
 _SENTENCE = re.compile(r"\S.*?(?:[.!?؟。！？…]+[\"'”’»)\]]*(?=\s)|$)", re.DOTALL)
 
 
@@ -36,24 +37,18 @@ def line_of(line_starts, offset):
     return bisect.bisect_right(line_starts, offset)
 
 
-def _lines(text):
-    starts = []
-    ends = []
-    pos = 0
-    n = len(text)
-    while True:
-        match = _LINE.match(text, pos)
-        starts.append(pos)
-        ends.append(match.end())
-        pos = match.end()
-        if pos >= n:
-            break
-        pos += 2 if text.startswith("\r\n", pos) else 1
-        if pos >= n:
-            starts.append(pos)
-            ends.append(pos)
-            break
-    return starts, ends
+def line_spans(text: str) -> tuple[list[int], list[int]]:
+    """(starts, ends) of every line of text, broken at \r\n, \n or \r, with an empty last
+    line after a final break."""
+    breaks = [match.span() for match in _LINE_BREAK.finditer(text)]
+    return [0] + [e for _, e in breaks], [s for s, _ in breaks] + [len(text)]
+
+
+def paragraph_spans(text: str) -> tuple[list[int], list[int]]:
+    """(starts, ends) of the paragraphs of text: each non-blank line without the white space
+    around it (one regex match per paragraph)."""
+    spans = [match.span() for match in _PARAGRAPH.finditer(text)]
+    return [s for s, _ in spans], [e for _, e in spans]
 
 
 def _stripped(text, start, end):
@@ -66,7 +61,7 @@ def _stripped(text, start, end):
 
 def split_units(text: str, unit: str) -> Units:
     """Units of `text` for unit kind "paragraph", "sentence" or "document"."""
-    line_starts, line_ends = _lines(text)
+    line_starts, line_ends = line_spans(text)
     starts = []
     ends = []
     if unit == "document":
@@ -74,14 +69,12 @@ def split_units(text: str, unit: str) -> Units:
         if start < end:
             starts.append(start)
             ends.append(end)
+    elif unit == "paragraph":
+        starts, ends = paragraph_spans(text)
     else:
         for line_start, line_end in zip(line_starts, line_ends):
             start, end = _stripped(text, line_start, line_end)
             if start == end:
-                continue
-            if unit == "paragraph":
-                starts.append(start)
-                ends.append(end)
                 continue
             for match in _SENTENCE.finditer(text, start, end):
                 s, e = _stripped(text, match.start(), match.end())
