@@ -149,6 +149,15 @@ def _check_unchanged(shard: Shard):
         raise InputError(f"{shard.name}: file changed while the run was reading it")
 
 
+def _open_span(shard: Shard, start: int, end: int):
+    """The lines of bytes [start, end) of a plain file (read at once: a span is bounded)."""
+    with open(shard.path, "rb") as handle:
+        handle.seek(start)
+        data = handle.read(end - start)
+    stream = io.BytesIO(data)
+    return stream, stream
+
+
 def _open_lines(shard: Shard):
     handle = open(shard.path, "rb")
     if shard.compression == "gz":
@@ -223,11 +232,15 @@ class Reader:
 
 
 
-    def __init__(self, shards, text_field="text", id_field=None, on_reject=None):
+    def __init__(self, shards, text_field="text", id_field=None, on_reject=None, span=None):
         self.shards = shards
         self.text_field = text_field
         self.id_field = id_field
         self.on_reject = on_reject
+        # (start byte, end byte, number of the line at start): read only that part of a plain
+        # JSON Lines shard (one shard; start just after a line break), with the line numbers,
+        # ids and errors a whole read gives there. Lets the Ray engine split a large file.
+        self.span = span
         self._checked = False
         self._rejected_lines = set()  # (shard index, line) of the rejects of the first pass
         self._next = 0  # index of the next good record, over all shards
@@ -269,10 +282,11 @@ class Reader:
     def _jsonl(self, index, shard):
         text_field, id_field = self.text_field, self.id_field
         try:
-            stream, handle = _open_lines(shard)
+            stream, handle = _open_lines(shard) if self.span is None else \
+                _open_span(shard, *self.span[:2])
         except OSError as err:
             raise InputError(f"{shard.name}: cannot read ({err.strerror})") from None
-        line_no = 0
+        line_no = 0 if self.span is None else self.span[2] - 1
         loads = orjson.loads
         errors = _DECOMPRESS_ERRORS + _zstd_error()
         wanted = self._wanted
