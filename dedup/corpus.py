@@ -428,8 +428,10 @@ class Decisions:
     group_min_similarity: np.ndarray
 
 
-def decide(sk: Sketch, heads, head_of, edges: Edges, config: Config) -> Decisions:
-    """Groups from exact classes and verified edges; no member is attached by transitivity."""
+def decide(sk: Sketch, heads, head_of, edges: Edges, config: Config,
+           verify_more=None) -> Decisions:
+    """Groups from exact classes and verified edges; no member is attached by transitivity.
+    verify_more: as in pipeline.build_groups (a further streamed pass of verification)."""
     n_units = sk.n_units
     class_members = _Singletons()
     has_copies = np.flatnonzero((head_of >= 0) & (head_of != np.arange(n_units)))
@@ -445,7 +447,7 @@ def decide(sk: Sketch, heads, head_of, edges: Edges, config: Config) -> Decision
     is_linked[edges.right] = True
     is_linked[head_of[has_copies]] = True
     groups = build_groups(sk.prepared(), heads[is_linked[heads]], class_members,
-                          edges, config)
+                          edges, config, verify_more)
     kind = np.zeros(n_units, dtype=np.int8)
     similarity = np.zeros(n_units, dtype=np.float64)
     rep = np.full(n_units, -1, dtype=np.int64)
@@ -511,13 +513,28 @@ def make_plan(read, config: Config, batch_chars=DEFAULT_BATCH_CHARS, progress=No
     del left, right
     timings["verify"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    decisions = decide(sk, heads, head_of, edges, config)
+    extra = {"passes": 0, "pairs": 0}
+
+    def verify_more(left, right):
+        # a component's representative lacks verified pairs with some members (a star
+        # bucket's hub is seldom the one kept): one more streamed pass, over their records only
+        extra["passes"] += 1
+        extra["pairs"] += left.size
+        wanted = np.zeros(sk.n_records, dtype=bool)
+        wanted[sk.unit_record[left]] = True
+        wanted[sk.unit_record[right]] = True
+        more, _ = verify(batched(read(wanted), batch_chars), sk, left, right, config)
+        return more
+
+    decisions = decide(sk, heads, head_of, edges, config, verify_more)
     timings["group"] = time.perf_counter() - clock
     stats = {
         "units": int(sk.n_units),
         "distinct_units": int(heads.size),
         "candidate_pairs": int(n_candidates),
         "verified_pairs": int(edges.left.size),
+        "regroup_passes": extra["passes"],
+        "regroup_pairs": extra["pairs"],
         "groups": int(decisions.group_size.size),
         "peak_cached_shingles": int(peak_cached),
     }

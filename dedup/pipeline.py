@@ -228,27 +228,70 @@ def find_groups(prepared: Prepared, config: Config) -> list[list[Assignment]]:
     class_members = {}
     for unit in active.tolist():
         class_members.setdefault(int(head_of[unit]), []).append(unit)
-    return build_groups(prepared, heads, class_members, edges, config)
+
+    def verify_more(left, right):
+        jaccard, containment = pair_similarities(
+            prepared.shingles, prepared.shingle_offsets, left, right)
+        shorter = np.minimum(prepared.norm_lengths[left], prepared.norm_lengths[right])
+        keep = is_edge(jaccard, containment, shorter, config)
+        return Edges(left[keep], right[keep], jaccard[keep], containment[keep])
+
+    return build_groups(prepared, heads, class_members, edges, config, verify_more)
 
 
-def build_groups(prepared, heads, class_members, edges: Edges, config: Config):
-    """Turn exact classes and verified edges between their heads into groups."""
+# Rounds of extra verification in build_groups. One settles a star bucket whose representative
+# verified against every member, a second one where the first round showed the representative
+# to be contained in a larger member; more are seldom needed and each costs the corpus path a
+# streamed pass over the records holding the pairs.
+EXTRA_ROUNDS = 3
+
+
+def build_groups(prepared, heads, class_members, edges: Edges, config: Config,
+                 verify_more=None):
+    """Turn exact classes and verified edges between their heads into groups.
+
+    A member joins a group only when it was verified directly against the group's
+    representative. LSH links the units of an oversized bucket as a star around its first unit,
+    which is seldom the one kept, so the component would otherwise fall apart into many groups
+    (or singletons) of near copies. verify_more(left, right) -> Edges, when given, verifies
+    further pairs of heads (int64 arrays, left < right) and returns the repeats among them: for
+    each component whose representative lacks a verified pair with some of its members, those
+    pairs are asked for, all components together, in at most EXTRA_ROUNDS rounds. A member
+    still not verified against a representative after that starts a group of its own; nothing
+    is ever attached by transitivity.
+    """
     neighbours = {}
-    for a, b, jac, cont in zip(edges.left.tolist(), edges.right.tolist(),
-                               edges.jaccard.tolist(), edges.containment.tolist()):
-        neighbours.setdefault(a, {})[b] = (jac, cont)
-        neighbours.setdefault(b, {})[a] = (jac, cont)
+    _add_neighbours(neighbours, edges)
     labels = connected_components(len(prepared), edges.left, edges.right)
     components = {}
     for head in heads.tolist():
         components.setdefault(int(labels[head]), []).append(head)
+    components = [members for members in components.values()
+                  if len(members) > 1 or len(class_members[members[0]]) > 1]
     sizes = prepared.sizes
+    lengths = prepared.norm_lengths
+    pending = {index: None for index, members in enumerate(components) if len(members) > 1}
+    checked = set()  # pairs verify_more has answered, repeats or not
+    for _ in range(EXTRA_ROUNDS if verify_more is not None else 0):
+        requests = []
+        probes = {}
+        for index, hint in pending.items():
+            probe, missing = _missing_pairs(components[index], hint, neighbours, sizes, lengths,
+                                            config, checked)
+            if missing:
+                requests += missing
+                probes[index] = probe
+        if not requests:
+            break
+        checked.update(requests)
+        pairs = np.array(sorted(requests), dtype=np.int64).reshape(-1, 2)
+        _add_neighbours(neighbours, verify_more(pairs[:, 0].copy(), pairs[:, 1].copy()))
+        # a probe found to be contained in larger members: probe the largest of those next
+        pending = {index: _largest_container(probe, neighbours, sizes, lengths, config)
+                   for index, probe in probes.items()}
     groups = []
-    for members in components.values():
-        if len(members) == 1 and len(class_members[members[0]]) == 1:
-            continue
-        for rep, attached in _split_component(members, neighbours, sizes, prepared.norm_lengths,
-                                              config):
+    for members in components:
+        for rep, attached, _ in _split_component(members, neighbours, sizes, lengths, config):
             group = [Assignment(rep, None, 1.0)]
             group += [Assignment(u, EXACT, 1.0) for u in class_members[rep][1:]]
             for head in attached:
@@ -261,8 +304,44 @@ def build_groups(prepared, heads, class_members, edges: Edges, config: Config):
     return groups
 
 
+def _add_neighbours(neighbours: dict, edges: Edges):
+    for a, b, jac, cont in zip(edges.left.tolist(), edges.right.tolist(),
+                               edges.jaccard.tolist(), edges.containment.tolist()):
+        neighbours.setdefault(a, {})[b] = (jac, cont)
+        neighbours.setdefault(b, {})[a] = (jac, cont)
+
+
+def _missing_pairs(members, hint, neighbours, sizes, lengths, config, checked):
+    """(probe, pairs left < right not yet verified between the probe and other members).
+
+    The probe is hint when given (the largest container of the last probe), else the first
+    representative of the split that lacks a verified pair with some remaining member; only
+    one per round, as verifying its pairs changes what the split does next."""
+    if hint is not None:
+        return hint, [(min(hint, x), max(hint, x)) for x in members
+                      if x != hint and (min(hint, x), max(hint, x)) not in checked]
+    for rep, _, others in _split_component(members, neighbours, sizes, lengths, config):
+        missing = [(min(rep, x), max(rep, x)) for x in others]
+        missing = [pair for pair in missing if pair not in checked]
+        if missing:
+            return rep, missing
+    return None, []
+
+
+def _largest_container(unit, neighbours, sizes, lengths, config):
+    """The largest member verified to contain unit (the representative the keep policy would
+    prefer among equals), or None."""
+    containers = [y for y, (_, cont) in neighbours.get(unit, {}).items()
+                  if sizes[y] > sizes[unit] and cont >= config.containment_threshold]
+    if not containers:
+        return None
+    if config.keep == "longest":
+        return max(containers, key=lambda y: (sizes[y], lengths[y], -y))
+    return max(containers, key=lambda y: (sizes[y], -y))
+
+
 def _split_component(members, neighbours, sizes, lengths, config):
-    """Yield (representative, attached heads) until the component is used up.
+    """Yield (representative, attached heads, heads left over) until the component is used up.
 
     A head is not eligible as representative while a larger head that contains it remains:
     collapsing then keeps the container and never drops text found nowhere else.
@@ -283,9 +362,9 @@ def _split_component(members, neighbours, sizes, lengths, config):
             rep = eligible[0]
         links = neighbours.get(rep, {})
         attached = [x for x in remaining if x != rep and x in links]
-        yield rep, attached
-        taken = set(attached) | {rep}
-        remaining = [x for x in remaining if x not in taken]
+        others = [x for x in remaining if x != rep and x not in links]
+        yield rep, attached, others
+        remaining = others
 
 
 def shingle_normalized(norm, norm_offsets, config: Config):

@@ -126,6 +126,20 @@ def test_lsh_path_finds_the_same_groups_as_exhaustive(seed_text):
     assert {(1, 3), (25, 26)} <= set(through_lsh)
 
 
+@pytest.mark.parametrize("keep", ["first", "longest"])
+def test_a_star_bucket_of_near_copies_is_one_group(keep):
+    """300 near copies of a paragraph through LSH with small buckets: each bucket is a star
+    around its first line, which is contained in the longer copies and so is not the one kept.
+    The extra verification round against the representative makes them one group."""
+    body = " ".join(f"word{k}" for k in range(60))
+    text = "\n".join(f"{body} tail{k}" for k in range(300))
+    config = dedup.Config(exhaustive_pairs=0, max_bucket=4, keep=keep)
+    (group,) = dedup.find_repeats(text, config)
+    assert len(group.lines) == 300
+    assert group.representative.line == 101  # the first of the longest copies (3-digit tails)
+    assert group.min_similarity >= 0.8
+
+
 def test_explain_reports_passages_and_bands(seed_text):
     lines = seed_text.split("\n")
     result = dedup.explain(lines[8], lines[35])
