@@ -43,11 +43,12 @@ from dedup.kernels.band import band_keys, candidate_pairs
 from dedup.kernels.minhash import EMPTY_SLOT
 from dedup.kernels.normalize import normalize_units
 from dedup.kernels.shingle import CHAR, WORD, _fill_shingles, shingle_units, unit_hashes
+from dedup.kernels.unionfind import connected_components
 from dedup.kernels.verify import pair_similarities
 from dedup.normtable import load_table
 from dedup.pipeline import (
     CONTAINED, EXACT, NEAR, SHINGLE_SEED, UNIT_HASH_SEED, Edges, Prepared, build_groups,
-    codepoints, exact_classes, is_edge, utf8_signatures,
+    codepoints, exact_classes, is_edge, packed_pairs, utf8_signatures,
 )
 from dedup.units import Units, line_spans, paragraph_spans, split_units
 
@@ -330,11 +331,14 @@ def prepare_sets(cps, starts, ends, config: Config) -> Prepared:
 
 
 
-def verify(batches, sk: Sketch, left, right, config: Config, progress=None):
+def verify(batches, sk: Sketch, left, right, config: Config, progress=None, retain=None,
+           retained=None):
     """Pass 2: exact Jaccard and containment of every candidate pair; only repeats are kept.
 
     Shingles are recomputed batch by batch for the units in some pair; those of a unit whose
     pairs are not all verified yet stay in a cache until its last partner has been seen.
+    retain (bool per unit) and retained (a dict): the text of each unit marked is put in
+    retained (unit -> str), for the grouping's extra verification (Plan.verify_more).
     Returns (Edges, the largest number of shingles cached at once).
     """
     order = np.lexsort((left, right))
@@ -368,7 +372,11 @@ def verify(batches, sk: Sketch, left, right, config: Config, progress=None):
         where = np.searchsorted(records, sk.unit_record[units])
         starts = sk.unit_start[units] + base[where]
         ends = sk.unit_end[units] + base[where]
-        prepared = prepare_sets(codepoints("".join(texts)), starts, ends, config)
+        joined = "".join(texts)
+        if retain is not None:
+            for k in np.flatnonzero(retain[units]).tolist():
+                retained[int(units[k])] = joined[starts[k]:ends[k]]
+        prepared = prepare_sets(codepoints(joined), starts, ends, config)
         sk.sizes[units] = prepared.sizes
         sk.norm_lengths[units] = prepared.norm_lengths
         sk.norm_hashes[units] = prepared.hashes
@@ -405,6 +413,42 @@ def verify(batches, sk: Sketch, left, right, config: Config, progress=None):
     return Edges(*(c[order] for c in columns)), peak_cached
 
 
+# Characters of unit text pass 2 may hold for the grouping's extra verification: at most 4
+# bytes each (Python str), so at most 256 MB. Beyond it the extra pairs are verified in another
+# streamed pass instead.
+RETAIN_CHARS = 64_000_000
+
+
+def _may_regroup(sk: Sketch, left, right):
+    """Units (bool per unit) the grouping may verify again: those in a connected component of
+    three or more units in the candidate graph (a lone pair is verified directly). None when
+    their text is over RETAIN_CHARS."""
+    if left.size == 0:
+        return None
+    labels = connected_components(sk.n_units, left, right)
+    paired = np.unique(np.concatenate([left, right]))
+    component_sizes = np.bincount(labels[paired], minlength=sk.n_units)
+    retain = np.zeros(sk.n_units, dtype=bool)
+    retain[paired] = component_sizes[labels[paired]] >= 3
+    if int((sk.unit_end - sk.unit_start)[retain].sum()) > RETAIN_CHARS:
+        return None
+    return retain
+
+
+def _verify_retained(retained: dict, units, left, right, config: Config) -> Edges:
+    """verify() of the pairs (left < right) over units whose text pass 2 retained."""
+    texts = [retained[u] for u in units.tolist()]
+    ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+    prepared = prepare_sets(codepoints("".join(texts)), ends - np.fromiter(
+        map(len, texts), dtype=np.int64, count=len(texts)), ends, config)
+    rows_left, rows_right = np.searchsorted(units, left), np.searchsorted(units, right)
+    jac, cont = pair_similarities(prepared.shingles, prepared.shingle_offsets, rows_left,
+                                  rows_right)
+    shorter = np.minimum(prepared.norm_lengths[rows_left], prepared.norm_lengths[rows_right])
+    keep = is_edge(jac, cont, shorter, config)
+    return Edges(left[keep], right[keep], jac[keep], cont[keep])
+
+
 # --- groups ----------------------------------------------------------------------------------
 
 
@@ -429,9 +473,10 @@ class Decisions:
 
 
 def decide(sk: Sketch, heads, head_of, edges: Edges, config: Config,
-           verify_more=None) -> Decisions:
+           verify_more=None, tried=None) -> Decisions:
     """Groups from exact classes and verified edges; no member is attached by transitivity.
-    verify_more: as in pipeline.build_groups (a further streamed pass of verification)."""
+    verify_more, tried: as in pipeline.build_groups (a further streamed pass of
+    verification, and the candidate pairs verified already)."""
     n_units = sk.n_units
     class_members = _Singletons()
     has_copies = np.flatnonzero((head_of >= 0) & (head_of != np.arange(n_units)))
@@ -447,7 +492,7 @@ def decide(sk: Sketch, heads, head_of, edges: Edges, config: Config,
     is_linked[edges.right] = True
     is_linked[head_of[has_copies]] = True
     groups = build_groups(sk.prepared(), heads[is_linked[heads]], class_members,
-                          edges, config, verify_more)
+                          edges, config, verify_more, tried)
     kind = np.zeros(n_units, dtype=np.int8)
     similarity = np.zeros(n_units, dtype=np.float64)
     rep = np.full(n_units, -1, dtype=np.int64)
@@ -481,18 +526,24 @@ class Plan:
     decisions: Decisions
     stats: dict
     timings: dict
+    seen: object = None  # dedup.seen.SeenBefore of a run with --index
 
     def wanted(self) -> np.ndarray:
-        """Per record, whether the write pass needs its text: it has a repeated unit."""
+        """Per record, whether the write pass needs its text: it has a repeated unit (every
+        record when the run stores its kept records in an index)."""
+        if self.seen is not None and self.seen.is_updating:
+            return np.ones(self.sketch.n_records, dtype=bool)
         wanted = np.zeros(self.sketch.n_records, dtype=bool)
         wanted[self.sketch.unit_record[np.flatnonzero(self.decisions.kind)]] = True
         return wanted
 
 
-def make_plan(read, config: Config, batch_chars=DEFAULT_BATCH_CHARS, progress=None) -> Plan:
+def make_plan(read, config: Config, batch_chars=DEFAULT_BATCH_CHARS, progress=None,
+              seen=None) -> Plan:
     """Passes 1 and 2 and the grouping. read(wanted) returns a fresh iterator of the records
     each time it is called (wanted: None, or a bool per record: those it may leave unparsed);
-    progress(stage) returns a callback taking each batch, or None."""
+    progress(stage) returns a callback taking each batch, or None; seen: a SeenBefore
+    (dedup/seen.py) whose matched units are left out of the groups."""
     timings = {}
     clock = time.perf_counter()
     sk = sketch(batched(read(None), batch_chars), config, progress and progress("sketch"))
@@ -500,6 +551,8 @@ def make_plan(read, config: Config, batch_chars=DEFAULT_BATCH_CHARS, progress=No
     clock = time.perf_counter()
     active = np.flatnonzero(sk.is_active)
     heads, head_of = exact_classes(sk.prepared(), active)
+    if seen is not None:  # units repeating the index's are removed as such, never grouped
+        heads = seen.match(sk, heads, head_of, read, batch_chars)
     left, right = candidates(sk, heads, config)
     sk.keys = None  # not needed any more: free them before pass 2
     timings["candidates"] = time.perf_counter() - clock
@@ -508,8 +561,11 @@ def make_plan(read, config: Config, batch_chars=DEFAULT_BATCH_CHARS, progress=No
     wanted = np.zeros(sk.n_records, dtype=bool)
     wanted[sk.unit_record[left]] = True
     wanted[sk.unit_record[right]] = True
+    retain = _may_regroup(sk, left, right)
+    retained = {}
     edges, peak_cached = verify(batched(read(wanted), batch_chars), sk, left, right, config,
-                                progress and progress("verify"))
+                                progress and progress("verify"), retain, retained)
+    tried = packed_pairs(left, right)
     del left, right
     timings["verify"] = time.perf_counter() - clock
     clock = time.perf_counter()
@@ -517,16 +573,20 @@ def make_plan(read, config: Config, batch_chars=DEFAULT_BATCH_CHARS, progress=No
 
     def verify_more(left, right):
         # a component's representative lacks verified pairs with some members (a star
-        # bucket's hub is seldom the one kept): one more streamed pass, over their records only
-        extra["passes"] += 1
+        # bucket's hub is seldom the one kept): from the texts kept in pass 2 when they are all
+        # there, else one more streamed pass over the records holding the pairs
         extra["pairs"] += left.size
+        units = np.unique(np.concatenate([left, right]))
+        if all(u in retained for u in units.tolist()):
+            return _verify_retained(retained, units, left, right, config)
+        extra["passes"] += 1
         wanted = np.zeros(sk.n_records, dtype=bool)
-        wanted[sk.unit_record[left]] = True
-        wanted[sk.unit_record[right]] = True
+        wanted[sk.unit_record[units]] = True
         more, _ = verify(batched(read(wanted), batch_chars), sk, left, right, config)
         return more
 
-    decisions = decide(sk, heads, head_of, edges, config, verify_more)
+    decisions = decide(sk, heads, head_of, edges, config, verify_more, tried)
+    del tried
     timings["group"] = time.perf_counter() - clock
     stats = {
         "units": int(sk.n_units),
@@ -538,7 +598,9 @@ def make_plan(read, config: Config, batch_chars=DEFAULT_BATCH_CHARS, progress=No
         "groups": int(decisions.group_size.size),
         "peak_cached_shingles": int(peak_cached),
     }
-    return Plan(sk, decisions, stats, timings)
+    if seen is not None:
+        seen.decide(decisions)
+    return Plan(sk, decisions, stats, timings, seen)
 
 
 # --- pass 3: what happens to each record -------------------------------------------------------
@@ -555,6 +617,8 @@ class Outcome:
 
 
 def _row(plan: Plan, record_id, unit, with_span) -> Duplicate:
+    if plan.seen is not None and plan.seen.is_matched[unit]:
+        return plan.seen.row(record_id, unit, with_span)
     sk, dec = plan.sketch, plan.decisions
     rep = int(dec.rep[unit])
     group = int(dec.group[unit])
@@ -871,7 +935,7 @@ class _Progress:
 def run_files(inputs, outdir, config: Config, mode: str = "collapse", *, text_field="text",
               id_field=None, on_error="fail", flag_field="dedup", duplicates_jsonl=False,
               overwrite=False, batch_chars=DEFAULT_BATCH_CHARS, workers=None, quiet=True,
-              stream=None) -> dict:
+              stream=None, index=None, index_read_only=False) -> dict:
     """Deduplicate corpus files into outdir; returns the summary (also written to summary.json).
 
     inputs: files, folders and globs (JSON Lines plain/.gz/.zst, Parquet, .txt). The kept
@@ -879,6 +943,9 @@ def run_files(inputs, outdir, config: Config, mode: str = "collapse", *, text_fi
     records and removed or flagged units go to duplicates.parquet (and duplicates.jsonl);
     records that cannot be read raise InputError (on_error "fail") or go to rejects.jsonl
     ("skip"). Nothing appears in outdir before the run is complete.
+    index: path of a dedup.Index of earlier runs: units repeating its units are removed as
+    such, and the kept records are stored in it once the outputs are in place (unless
+    index_read_only); see dedup/seen.py.
     """
     clock = time.perf_counter()
     if mode not in MODES:
@@ -895,18 +962,32 @@ def run_files(inputs, outdir, config: Config, mode: str = "collapse", *, text_fi
         numba.set_num_threads(min(workers, numba.config.NUMBA_NUM_THREADS))
     shards = discover(list(inputs))
     out = Path(outdir)
-    work = _prepare_outdir(out, shards, overwrite)
+    seen = None
+    if index is not None:  # before any output: a bad or incompatible index is one line
+        from dedup.seen import SeenBefore
+        seen = SeenBefore.open(index, config, index_read_only)
+    try:
+        work = _prepare_outdir(out, shards, overwrite)
+    except BaseException:
+        if seen is not None:
+            seen.close()
+        raise
     progress = _Progress(None if any(s.compression for s in shards) else
                          sum(s.size for s in shards), quiet, stream or sys.stderr)
     try:
         summary, names = _run(shards, work, config, mode, text_field, id_field, on_error,
-                              flag_field, duplicates_jsonl, batch_chars, progress)
+                              flag_field, duplicates_jsonl, batch_chars, progress, seen)
+        if seen is not None:
+            seen.finish()
+            summary["index"] = seen.summary()
         summary["timings"]["total"] = time.perf_counter() - clock
         total = summary["timings"]["total"]
         summary["mb_per_s"] = round(summary["bytes_read"] / 1e6 / total, 3) if total else None
         summary["records_per_s"] = round(summary["counts"]["read"] / total, 1) if total else None
         summary["outputs"] = names
         _publish(work, out, names, summary)
+        if seen is not None:
+            seen.commit()  # the index changes only once the outputs are in place
     except BaseException as err:
         progress.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -914,12 +995,15 @@ def run_files(inputs, outdir, config: Config, mode: str = "collapse", *, text_fi
             raise InputError(f"{out}: cannot write the results ({err.strerror or err})") \
                 from None
         raise
+    finally:
+        if seen is not None:
+            seen.close()  # rolls back what a failed run stored
     progress.close()
     return summary
 
 
 def _run(shards, work, config, mode, text_field, id_field, on_error, flag_field,
-         duplicates_jsonl, batch_chars, progress):
+         duplicates_jsonl, batch_chars, progress, seen=None):
     from dedup import __version__
 
     rejects_path = work / REJECTS
@@ -936,7 +1020,7 @@ def _run(shards, work, config, mode, text_field, id_field, on_error, flag_field,
 
     reader = Reader(shards, text_field, id_field, on_reject if rejects_file else None)
     try:
-        plan = make_plan(reader.records, config, batch_chars, progress)
+        plan = make_plan(reader.records, config, batch_chars, progress, seen)
     finally:
         if rejects_file is not None:
             rejects_file.close()
@@ -986,6 +1070,8 @@ def _run(shards, work, config, mode, text_field, id_field, on_error, flag_field,
             counts["flagged"] += is_flag and bool(result.rows)
             _write_record(writer_for(record.shard), shard, record, result, text_field,
                           flag_field if is_flag else None)
+            if seen is not None:
+                seen.keep(record.id, result.text if result.status == "modified" else record.text)
         if advance is not None:
             advance(batch)
     for done in range(max(current, 0), len(shards)):

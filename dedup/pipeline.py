@@ -247,7 +247,7 @@ EXTRA_ROUNDS = 3
 
 
 def build_groups(prepared, heads, class_members, edges: Edges, config: Config,
-                 verify_more=None):
+                 verify_more=None, tried=None):
     """Turn exact classes and verified edges between their heads into groups.
 
     A member joins a group only when it was verified directly against the group's
@@ -258,7 +258,8 @@ def build_groups(prepared, heads, class_members, edges: Edges, config: Config,
     each component whose representative lacks a verified pair with some of its members, those
     pairs are asked for, all components together, in at most EXTRA_ROUNDS rounds. A member
     still not verified against a representative after that starts a group of its own; nothing
-    is ever attached by transitivity.
+    is ever attached by transitivity. tried: the pairs verified already, repeats or not
+    (packed_pairs of the candidates), which are never asked for again.
     """
     neighbours = {}
     _add_neighbours(neighbours, edges)
@@ -272,12 +273,22 @@ def build_groups(prepared, heads, class_members, edges: Edges, config: Config,
     lengths = prepared.norm_lengths
     pending = {index: None for index, members in enumerate(components) if len(members) > 1}
     checked = set()  # pairs verify_more has answered, repeats or not
+
+    def is_done(pairs: list) -> list:
+        """Whether each pair (left < right) was verified already."""
+        done = [pair in checked for pair in pairs]
+        if tried is not None and tried.size and pairs:
+            packed = np.array(pairs, dtype=np.uint64).reshape(-1, 2)
+            in_tried = _contains(tried, (packed[:, 0] << np.uint64(32)) | packed[:, 1])
+            done = [a or b for a, b in zip(done, in_tried.tolist())]
+        return done
+
     for _ in range(EXTRA_ROUNDS if verify_more is not None else 0):
         requests = []
         probes = {}
         for index, hint in pending.items():
             probe, missing = _missing_pairs(components[index], hint, neighbours, sizes, lengths,
-                                            config, checked)
+                                            config, is_done)
             if missing:
                 requests += missing
                 probes[index] = probe
@@ -304,6 +315,16 @@ def build_groups(prepared, heads, class_members, edges: Edges, config: Config,
     return groups
 
 
+def packed_pairs(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Sorted uint64 keys left << 32 | right of pairs of unit indices (< 2^32)."""
+    return np.sort((left.astype(np.uint64) << np.uint64(32)) | right.astype(np.uint64))
+
+
+def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    where = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
+    return sorted_keys[where] == keys
+
+
 def _add_neighbours(neighbours: dict, edges: Edges):
     for a, b, jac, cont in zip(edges.left.tolist(), edges.right.tolist(),
                                edges.jaccard.tolist(), edges.containment.tolist()):
@@ -311,18 +332,19 @@ def _add_neighbours(neighbours: dict, edges: Edges):
         neighbours.setdefault(b, {})[a] = (jac, cont)
 
 
-def _missing_pairs(members, hint, neighbours, sizes, lengths, config, checked):
+def _missing_pairs(members, hint, neighbours, sizes, lengths, config, is_done):
     """(probe, pairs left < right not yet verified between the probe and other members).
 
     The probe is hint when given (the largest container of the last probe), else the first
     representative of the split that lacks a verified pair with some remaining member; only
-    one per round, as verifying its pairs changes what the split does next."""
+    one per round, as verifying its pairs changes what the split does next. is_done(pairs)
+    tells which pairs were verified already."""
     if hint is not None:
-        return hint, [(min(hint, x), max(hint, x)) for x in members
-                      if x != hint and (min(hint, x), max(hint, x)) not in checked]
+        pairs = [(min(hint, x), max(hint, x)) for x in members if x != hint]
+        return hint, [pair for pair, done in zip(pairs, is_done(pairs)) if not done]
     for rep, _, others in _split_component(members, neighbours, sizes, lengths, config):
-        missing = [(min(rep, x), max(rep, x)) for x in others]
-        missing = [pair for pair in missing if pair not in checked]
+        pairs = [(min(rep, x), max(rep, x)) for x in others]
+        missing = [pair for pair, done in zip(pairs, is_done(pairs)) if not done]
         if missing:
             return rep, missing
     return None, []
