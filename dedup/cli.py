@@ -33,6 +33,7 @@ RUN_EXAMPLE = """example:
   dedup run corpus/ -o clean/                      # near-duplicate documents removed
   dedup run 'crawl/*.jsonl.zst' -o clean/ --level paragraph --mode flag
   dedup run data.parquet -o clean/ --text-field body --id-field url --on-error skip
+  dedup run day2.jsonl -o clean2/ --id-field url --index seen.idx   # against earlier days
 """
 
 INDEX_EXAMPLE = """example:
@@ -188,12 +189,15 @@ def cmd_run(args, out) -> int:
     config = _config(args)
     if args.batch_mb is not None and args.batch_mb <= 0:
         raise InputError(f"--batch-mb must be > 0, got {args.batch_mb}")
+    if args.index_read_only and args.index is None:
+        raise InputError("--index-read-only needs --index PATH")
     summary = run_files(
         args.inputs, args.output, config, args.mode, text_field=args.text_field,
         id_field=args.id_field, on_error=args.on_error, flag_field=args.flag_field,
         duplicates_jsonl=args.duplicates_jsonl, overwrite=args.overwrite,
         batch_chars=max(1, int(args.batch_mb * 1e6)) if args.batch_mb else DEFAULT_BATCH_CHARS,
         workers=args.workers, quiet=args.quiet, stream=sys.stderr,
+        index=args.index, index_read_only=args.index_read_only,
     )
     if not args.quiet:
         sys.stderr.write(format_summary(summary))
@@ -324,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-mb", type=float, default=None,
                      help="megabytes of text per batch (default: 4); results do not depend on it")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    run.add_argument("--index", metavar="PATH", default=None,
+                     help="a dedup index of earlier runs (created if absent): units repeating "
+                          "its units are removed with dup_of naming their key, and the kept "
+                          "records are stored in it (key: the record id) once the run is done")
+    run.add_argument("--index-read-only", action="store_true",
+                     help="with --index: dedup against the index without storing anything")
     _add_config_options(run)
     for action in run._actions:  # --unit stays a hidden alias of --level
         if "--unit" in action.option_strings:

@@ -49,7 +49,7 @@ from dedup.pipeline import (
     CONTAINED, EXACT, NEAR, Prepared, codepoints, find_groups, is_edge, kernel_threads, prepare,
     shingle_normalized, unit_band_keys,
 )
-from dedup.results import DocumentMatch, ParagraphRepeat, Verdict
+from dedup.results import DocumentMatch, ParagraphRepeat, UnitMatch, Verdict
 from dedup.units import split_units
 
 FORMAT_VERSION = 2  # 2: band keys in units.bands, buckets in memory
@@ -62,6 +62,9 @@ PARAGRAPH_SALT = np.uint64(0x9E3779B97F4A7C15)
 COMPATIBILITY = ("shingle", "ngram", "num_perm", "seed")
 PROBE_TEXT = "Engine fingerprint: the quick brown fox\nنص عربي قصير للتحقق ١٢٣\nÉtape trois"
 _RANK = {EXACT: 0, NEAR: 1, CONTAINED: 2}
+ZLIB_LEVEL = 1  # units are short: level 6 saved under 1% of their bytes, at twice the time
+_MATCH_CHUNK = 4096  # units per kernel call in match(): bounds the shingles held at once
+_SQL_CHUNK = 20_000  # values per json_each list
 _CACHE_SHINGLES = 1 << 21  # shingles of stored units kept re-made (16 MB), then start over
 # numba's workqueue threading layer must not be entered by two threads at once
 _KERNEL_LOCK = threading.RLock()
@@ -117,11 +120,6 @@ CREATE TABLE dropped (seq INTEGER PRIMARY KEY AUTOINCREMENT, unit INTEGER NOT NU
 def _text_hash(text: str) -> int:
     value = xxhash.xxh64_intdigest(text.encode("utf-8", "surrogatepass"))
     return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def _encode_norm(norm: np.ndarray) -> bytes:
-    text = norm.astype("<u4").tobytes().decode("utf-32-le")
-    return zlib.compress(text.encode("utf-8"), 6)
 
 
 def _decode_norm(blob: bytes) -> np.ndarray:
@@ -195,6 +193,7 @@ class _Buckets:
         self.dead = set()  # removed unit ids still in keys/units or recent
         self.last_unit = 0
         self.last_drop = 0
+        self._recent_cache = None
 
     def refresh(self, conn):
         """Take in what other connections committed since the last refresh."""
@@ -235,6 +234,7 @@ class _Buckets:
             keys = [k for k, members in self.recent.items() for _ in members]
             units = [u for members in self.recent.values() for u in members]
             self.recent, self.n_recent = {}, 0
+            self._recent_cache = None
             self._bulk(np.asarray(keys, dtype=np.int64), np.asarray(units, dtype=np.int64))
             if self.dead:
                 alive = ~np.isin(self.units, np.fromiter(self.dead, dtype=np.int64))
@@ -245,12 +245,63 @@ class _Buckets:
         """Merge a committed transaction's overlay (added, dead, last unit id)."""
         added, dead, _ = overlay
         with self.lock:
-            for unit_id, keys in added.items():
-                if unit_id > self.last_unit:
+            fresh = [(unit_id, keys) for unit_id, keys in added.items()
+                     if unit_id > self.last_unit]
+            if len(fresh) > 4096:  # a bulk transaction: sort into the arrays, not key by key
+                units = np.repeat(np.asarray([u for u, _ in fresh], dtype=np.int64),
+                                  [len(k) for _, k in fresh])
+                keys = np.fromiter((key for _, k in fresh for key in k), dtype=np.int64,
+                                   count=units.size)
+                self._bulk(keys, units)
+            else:
+                for unit_id, keys in fresh:
                     self._add(keys, unit_id)
-                    self.last_unit = unit_id
+            if fresh:
+                self.last_unit = max(self.last_unit, max(u for u, _ in fresh))
             self.dead |= dead
             self._maybe_merge()
+
+    def _recent_arrays(self):
+        """The recent additions as sorted (keys, units) arrays, rebuilt only when they changed."""
+        if self._recent_cache is None or self._recent_cache[0] != self.n_recent:
+            keys = np.fromiter((k for k, members in self.recent.items() for _ in members),
+                               dtype=np.int64, count=self.n_recent)
+            units = np.fromiter((u for members in self.recent.values() for u in members),
+                                dtype=np.int64, count=self.n_recent)
+            order = np.argsort(keys, kind="stable")
+            self._recent_cache = (self.n_recent, keys[order], units[order])
+        return self._recent_cache[1:]
+
+    def members(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, unit id) of every live bucket member under the band keys int64[n, bands] of n
+        units, row indexing keys; vectorized (the batch path asks for thousands of units)."""
+        n_bands = keys.shape[1] if keys.ndim == 2 else 1
+        flat = np.ascontiguousarray(keys, dtype=np.int64).ravel()
+        rows, units = [], []
+        with self.lock:
+            recent_keys, recent_units = self._recent_arrays()
+            for sorted_keys, sorted_units in ((self.keys, self.units),
+                                              (recent_keys, recent_units)):
+                if not sorted_keys.size or not flat.size:
+                    continue
+                lo = np.searchsorted(sorted_keys, flat, "left")
+                counts = np.searchsorted(sorted_keys, flat, "right") - lo
+                total = int(counts.sum())
+                if not total:
+                    continue
+                hits = np.flatnonzero(counts)
+                starts = np.repeat(lo[hits] - (np.cumsum(counts[hits]) - counts[hits]),
+                                   counts[hits])
+                rows.append(np.repeat(hits // n_bands, counts[hits]))
+                units.append(sorted_units[starts + np.arange(total)])
+            dead = np.fromiter(self.dead, dtype=np.int64, count=len(self.dead))
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        rows, units = np.concatenate(rows), np.concatenate(units)
+        if dead.size:
+            alive = ~np.isin(units, dead)
+            rows, units = rows[alive], units[alive]
+        return rows, units
 
     def find(self, keys: list, overlay) -> list[tuple[int, int]]:
         """(key, unit id) of every live bucket member under the given keys."""
@@ -564,7 +615,7 @@ class Index:
             starts.append(unit_starts + offset)
             ends.append(unit_ends + offset)
             offset += len(text)
-        with _kernels():
+        with _KERNEL_LOCK, kernel_threads(offset):  # many texts (BulkAdd): all threads
             prepared = prepare(codepoints("".join(texts)), np.concatenate(starts),
                                np.concatenate(ends), config, keep_normalized=keep_normalized)
             keys = unit_band_keys(prepared.shingles, prepared.shingle_offsets, config,
@@ -830,48 +881,267 @@ class Index:
 
     def _store(self, conn, key, text_hash, analysis: _Analysis, found: _Found):
         prepared = analysis.prepared
-        hashes = prepared.hashes.view(np.int64)
-        sizes = prepared.sizes
+        hashes = prepared.hashes.view(np.int64).tolist()
+        keys = analysis.keys.tolist()
         bucket_sizes = dict(found.bucket_sizes)
         max_bucket = self.config.max_bucket
-        unit_ids = {}
-        refs = {}
-        created = {}
+        active = analysis.active()
+        uses = {}  # (hash, kind) -> occurrences in this text: the new rows' reference counts
+        for unit in active:
+            hash_kind = (hashes[unit], DOCUMENT if unit == 0 else PARAGRAPH)
+            uses[hash_kind] = uses.get(hash_kind, 0) + 1
+        norm = None
+        ids = {}  # (hash, kind) -> unit id
+        more_refs = []
         added, _, by_key = self._local.overlay
-        for unit in analysis.active():
-            kind = analysis.kind(unit)
-            unit_hash = int(hashes[unit])
-            unit_id = found.exact.get(unit) or created.get((unit_hash, kind))
-            if unit_id is None:
-                placed = []
-                for band_key in dict.fromkeys(analysis.keys[unit].tolist()):
-                    if bucket_sizes.get(band_key, 0) < max_bucket:
-                        placed.append(band_key)
-                        bucket_sizes[band_key] = bucket_sizes.get(band_key, 0) + 1
-                lo, hi = prepared.norm_offsets[unit], prepared.norm_offsets[unit + 1]
-                unit_id = conn.execute(
-                    "INSERT INTO units (kind, hash, norm_length, n_shingles, refs, norm, bands) "
-                    "VALUES (?, ?, ?, ?, 0, ?, ?)",
-                    (kind, unit_hash, int(prepared.norm_lengths[unit]), int(sizes[unit]),
-                     _encode_norm(prepared.norm[lo:hi]),
-                     np.asarray(placed, dtype="<i8").tobytes())).lastrowid
-                created[(unit_hash, kind)] = unit_id
-                added[unit_id] = placed
-                for band_key in placed:
-                    by_key.setdefault(band_key, []).append(unit_id)
-            unit_ids[unit] = unit_id
-            refs[unit_id] = refs.get(unit_id, 0) + 1
-        conn.executemany("UPDATE units SET refs = refs + ? WHERE id = ?",
-                         [(n, unit_id) for unit_id, n in refs.items()])
+        for unit in active:
+            hash_kind = (hashes[unit], DOCUMENT if unit == 0 else PARAGRAPH)
+            if hash_kind in ids:
+                continue
+            unit_id = found.exact.get(unit)
+            if unit_id is not None:
+                more_refs.append((uses[hash_kind], unit_id))
+                ids[hash_kind] = unit_id
+                continue
+            placed = []
+            for band_key in dict.fromkeys(keys[unit]):
+                size = bucket_sizes.get(band_key, 0)
+                if size < max_bucket:
+                    placed.append(band_key)
+                    bucket_sizes[band_key] = size + 1
+            if norm is None:  # the whole text's normalized units decoded once
+                norm = prepared.norm.astype("<u4").tobytes().decode("utf-32-le")
+                norm_offsets = prepared.norm_offsets.tolist()
+            blob = zlib.compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]]
+                                 .encode("utf-8"), ZLIB_LEVEL)
+            unit_id = conn.execute(
+                "INSERT INTO units (kind, hash, norm_length, n_shingles, refs, norm, bands) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (hash_kind[1], hash_kind[0], int(prepared.norm_lengths[unit]),
+                 int(prepared.shingle_offsets[unit + 1] - prepared.shingle_offsets[unit]),
+                 uses[hash_kind], blob, np.asarray(placed, dtype="<i8").tobytes())).lastrowid
+            ids[hash_kind] = unit_id
+            added[unit_id] = placed
+            for band_key in placed:
+                by_key.setdefault(band_key, []).append(unit_id)
+        if more_refs:
+            conn.executemany("UPDATE units SET refs = refs + ? WHERE id = ?", more_refs)
         doc_id = conn.execute(
             "INSERT INTO docs (key, text_hash, unit, n_chars, n_paragraphs) VALUES (?, ?, ?, ?, ?)",
-            (key, text_hash, unit_ids.get(0), len(analysis.text), len(analysis) - 1)).lastrowid
+            (key, text_hash, ids.get((hashes[0], DOCUMENT)) if 0 in active[:1] else None,
+             len(analysis.text), len(analysis) - 1)).lastrowid
+        starts, ends, lines = (analysis.starts.tolist(), analysis.ends.tolist(),
+                               analysis.lines.tolist())
         conn.executemany(
             "INSERT INTO paragraphs (doc, position, unit, start, end, line) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [(doc_id, unit - 1, unit_ids[unit], int(analysis.starts[unit]),
-              int(analysis.ends[unit]), int(analysis.lines[unit]))
-             for unit in range(1, len(analysis)) if unit in unit_ids])
+            [(doc_id, unit - 1, ids[(hashes[unit], PARAGRAPH)], starts[unit], ends[unit],
+              lines[unit]) for unit in active if unit > 0])
+
+    # ---- many units at once: the batch command's side (dedup run --index) ----------------
+
+    def may_match(self, band_keys: np.ndarray, kind: str = "document") -> np.ndarray:
+        """Whether each unit shares an LSH bucket with a stored unit of its kind: the units
+        worth passing to match(). band_keys: uint64[n_units, bands], as the batch path makes
+        them (kernels.band.band_keys of the units' signatures). Returns bool[n_units].
+
+        A unit whose every bucket is empty has no stored repeat, save an exact copy whose
+        buckets were all full when it was stored and have lost members to remove() since.
+        """
+        kind_code = _kind_code(kind)
+        keys = np.asarray(band_keys, dtype=np.uint64)
+        if keys.ndim != 2 or keys.shape[1] != self._band_rows[0]:
+            raise InputError(f"band_keys must be uint64[n_units, {self._band_rows[0]}], got "
+                             f"shape {keys.shape}")
+        if kind_code == PARAGRAPH:
+            keys = keys ^ PARAGRAPH_SALT
+        hit = np.zeros(keys.shape[0], dtype=bool)
+        with self._transaction(write=False):
+            rows, _ = self._buckets.members(keys.view(np.int64))
+        hit[rows] = True
+        return hit
+
+    def match(self, texts: list[str], kind: str = "document") -> list[UnitMatch | None]:
+        """The best stored repeat of each text taken as one unit of `kind` ("document" or
+        "paragraph"), or None: exact (same normalized text), else the near copy of highest
+        Jaccard, else the stored unit of highest containment that holds the text. Candidates
+        and verification are those of check(), for many units in a few kernel calls; a text
+        that contains a stored unit is not its repeat (it holds text the index lacks).
+
+        >>> import tempfile, os
+        >>> with Index.open(os.path.join(tempfile.mkdtemp(), "m.idx")) as index:
+        ...     _ = index.add("a", "A first paragraph, long enough to matter here.\\nAnother one.")
+        ...     [m and m.key for m in index.match(["a first paragraph long enough to matter here",
+        ...                                           "Something new"], "paragraph")]
+        ['a', None]
+        """
+        kind_code = _kind_code(kind)
+        texts = list(texts)
+        for k, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InputError(f"texts[{k}] must be a str, got {type(text).__name__}")
+        out = [None] * len(texts)
+        for lo in range(0, len(texts), _MATCH_CHUNK):
+            chunk = texts[lo:lo + _MATCH_CHUNK]
+            out[lo:lo + len(chunk)] = self._match_chunk(chunk, kind_code)
+        return out
+
+    def _match_chunk(self, texts, kind_code) -> list:
+        starts, ends, base = [], [], 0
+        for text in texts:
+            end = len(text.rstrip())
+            starts.append(base + min(len(text) - len(text.lstrip()), end))
+            ends.append(base + end)
+            base += len(text)
+        config = self.config
+        with _KERNEL_LOCK, kernel_threads(base):
+            prepared = prepare(codepoints("".join(texts)), starts, ends, config)
+            keys = unit_band_keys(prepared.shingles, prepared.shingle_offsets, config,
+                                  self._band_rows)
+        if kind_code == PARAGRAPH:
+            keys ^= PARAGRAPH_SALT
+        keys = keys.view(np.int64)
+        n_units = len(texts)
+        active = np.flatnonzero(prepared.norm_lengths > 0)
+        hashes = prepared.hashes.view(np.int64)
+        with self._transaction(write=False) as conn:
+            by_hash = {}
+            unique = sorted(set(hashes[active].tolist()))
+            for lo in range(0, len(unique), _SQL_CHUNK):
+                by_hash.update((h, i) for i, h in conn.execute(
+                    "SELECT id, hash FROM units WHERE kind = ? AND hash IN "
+                    "(SELECT value FROM json_each(?))",
+                    (kind_code, json.dumps(unique[lo:lo + _SQL_CHUNK]))))
+            exact = {u: by_hash[h] for u, h in zip(active.tolist(), hashes[active].tolist())
+                     if h in by_hash}
+            best = {u: (EXACT, 1.0, unit_id) for u, unit_id in exact.items()}
+            searched = np.asarray([u for u in active.tolist() if u not in exact],
+                                  dtype=np.int64)
+            rows, unit_ids = self._buckets.members(keys[searched])
+            left = searched[rows]
+            if left.size:
+                pairs = np.unique(np.stack((left, unit_ids), axis=1), axis=0)
+                best.update(self._verify_pairs(conn, prepared, kind_code, pairs[:, 0],
+                                               pairs[:, 1]))
+            where = self._first_places(conn, kind_code, {b[2] for b in best.values()})
+        out = [None] * n_units
+        for unit, (kind, similarity, unit_id) in best.items():
+            key, start, end, line = where[unit_id]
+            out[unit] = UnitMatch(kind, similarity, key, start, end, line)
+        return out
+
+    def _verify_pairs(self, conn, prepared, kind_code, left, right_ids) -> dict:
+        """unit -> (kind, similarity, stored id) of the best verified repeat among the pairs
+        (unit of prepared, stored unit id) where the unit is the smaller side or near."""
+        config = self.config
+        wanted = np.unique(right_ids).tolist()
+        stored = {}
+        for lo in range(0, len(wanted), _SQL_CHUNK):
+            for unit_id, unit_hash, norm_length, blob in conn.execute(
+                    "SELECT id, hash, norm_length, norm FROM units WHERE kind = ? AND id IN "
+                    "(SELECT value FROM json_each(?))",
+                    (kind_code, json.dumps(wanted[lo:lo + _SQL_CHUNK]))):
+                stored[unit_id] = (unit_hash, norm_length, blob)
+        is_stored = np.fromiter((i in stored for i in right_ids.tolist()), dtype=bool,
+                                count=right_ids.size)
+        left, right_ids = left[is_stored], right_ids[is_stored]
+        if not left.size:
+            return {}
+        order = sorted(stored)
+        shingle_sets = self._stored_shingles([(i, stored[i][0], stored[i][2]) for i in order])
+        n_units = len(prepared)
+        sizes = np.concatenate((prepared.sizes,
+                                [shingle_sets[i].size for i in order])).astype(np.int64)
+        offsets = np.zeros(sizes.size + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        right = n_units + np.searchsorted(np.asarray(order, dtype=np.int64), right_ids)
+        values = np.concatenate([prepared.shingles] + [shingle_sets[i] for i in order])
+        with _KERNEL_LOCK, kernel_threads(int(values.size)):
+            jaccard, containment = pair_similarities(values, offsets, left, right)
+        lengths = np.concatenate((prepared.norm_lengths,
+                                  [stored[i][1] for i in order])).astype(np.int64)
+        is_near = jaccard >= config.threshold
+        keep = is_edge(jaccard, containment, np.minimum(lengths[left], lengths[right]), config)
+        keep &= is_near | (sizes[left] <= sizes[right])  # contained: the unit is the smaller
+        rank = np.where(is_near, 1, 2)
+        similarity = np.where(is_near, jaccard, containment)
+        picked = np.flatnonzero(keep)
+        # best first: near before contained, then the highest similarity, then the oldest
+        picked = picked[np.lexsort((right_ids[picked], -similarity[picked], rank[picked],
+                                    left[picked]))]
+        best = {}
+        for k in picked.tolist():
+            unit = int(left[k])
+            if unit not in best:
+                best[unit] = (NEAR if is_near[k] else CONTAINED, float(similarity[k]),
+                              int(right_ids[k]))
+        return best
+
+    def _first_places(self, conn, kind_code, unit_ids) -> dict:
+        """stored unit id -> (key, start, end, line) of its first occurrence (start, end and
+        line None for a document)."""
+        where = {}
+        unit_ids = sorted(unit_ids)
+        for lo in range(0, len(unit_ids), _SQL_CHUNK):
+            chunk = json.dumps(unit_ids[lo:lo + _SQL_CHUNK])
+            if kind_code == DOCUMENT:
+                for unit_id, key, _ in conn.execute(
+                        "SELECT unit, key, min(id) FROM docs WHERE unit IN "
+                        "(SELECT value FROM json_each(?)) GROUP BY unit", (chunk,)):
+                    where[unit_id] = (key, None, None, None)
+            else:
+                for unit_id, key, start, end, line, _ in conn.execute(
+                        "SELECT p.unit, d.key, p.start, p.end, p.line, min(p.doc * 1048576 + "
+                        "p.position) FROM paragraphs p JOIN docs d ON d.id = p.doc WHERE "
+                        "p.unit IN (SELECT value FROM json_each(?)) GROUP BY p.unit", (chunk,)):
+                    where[unit_id] = (key, start, end, line)
+        return where
+
+    @contextmanager
+    def bulk(self):
+        """One write transaction for storing many documents without verdicts: yields a
+        BulkAdd whose add(items) stores (key, text) pairs as add() would; everything is
+        committed when the block ends, nothing if it raises (or the process dies first).
+        For callers that have already decided what to store (dedup run --index): it skips
+        the lookup and verification that add() does, which are most of its cost. Other
+        writers wait until the block ends.
+
+        >>> import tempfile, os
+        >>> with Index.open(os.path.join(tempfile.mkdtemp(), "b.idx")) as index:
+        ...     with index.bulk() as batch:
+        ...         batch.add([("a", "One text."), ("b", "Another text.")])
+        ...     len(index)
+        BulkCounts(added=2, unchanged=0, conflicts=0, empty=0)
+        2
+        """
+        with self._transaction(write=True) as conn:
+            yield BulkAdd(self, conn)
+
+    def _insert(self, conn, key, text, analysis) -> str:
+        """Store one analysed text without a verdict: "added", "unchanged" (the key holds this
+        text) or "conflict" (the key holds another text; nothing stored)."""
+        text_hash = _text_hash(text)
+        row = conn.execute("SELECT text_hash FROM docs WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            return "unchanged" if row[0] == text_hash else "conflict"
+        active = analysis.active()
+        hashes = analysis.prepared.hashes.view(np.int64)
+        by_hash = {(h, kind): unit_id for unit_id, h, kind in conn.execute(
+            "SELECT id, hash, kind FROM units WHERE hash IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted({int(hashes[u]) for u in active})),))}
+        exact = {}
+        for unit in active:
+            unit_id = by_hash.get((int(hashes[unit]), analysis.kind(unit)))
+            if unit_id is not None:
+                exact[unit] = unit_id
+        placed = [u for u in active if u not in exact]
+        bucket_sizes = {}
+        if placed:
+            keys = dict.fromkeys(analysis.keys[placed].ravel().tolist())
+            for band_key, _ in self._buckets.find(list(keys), self._local.overlay):
+                bucket_sizes[band_key] = bucket_sizes.get(band_key, 0) + 1
+        self._store(conn, key, text_hash, analysis, _Found(exact, bucket_sizes, None))
+        return "added"
 
     def remove(self, key: str) -> bool:
         """Remove the document stored under `key` (and units no other document uses).
@@ -1010,6 +1280,54 @@ class Index:
                         problems.append(f"unit {unit_id}: a band row is missing")
                         break
         return problems
+
+
+@dataclass(frozen=True)
+class BulkCounts:
+    """What BulkAdd.add did: documents stored, keys already holding the same text, keys
+    holding another text (nothing stored for them), texts with nothing to index."""
+
+    added: int = 0
+    unchanged: int = 0
+    conflicts: int = 0
+    empty: int = 0
+
+
+class BulkAdd:
+    """Stores documents inside Index.bulk()'s transaction (see there)."""
+
+    def __init__(self, index: "Index", conn):
+        self._index = index
+        self._conn = conn
+
+    def add(self, items: Iterable[tuple[str, str]]) -> BulkCounts:
+        """Store (key, text) pairs in order, as add() would but without verdicts. A key
+        already holding the same text stores nothing (unchanged); a key holding another text
+        is left as it is (conflicts); an empty or blank text is skipped (empty)."""
+        counts = {"added": 0, "unchanged": 0, "conflicts": 0, "empty": 0}
+        todo = []
+        for key, text in items:
+            _check_key(key)
+            if not isinstance(text, str):
+                raise InputError(f"text of {key!r} must be a str, got {type(text).__name__}")
+            if text.strip():
+                todo.append((key, text))
+            else:
+                counts["empty"] += 1
+        if todo:
+            analyses = self._index._analyse([text for _, text in todo], keep_normalized=True)
+            for (key, text), analysis in zip(todo, analyses):
+                outcome = self._index._insert(self._conn, key, text, analysis)
+                counts["conflicts" if outcome == "conflict" else outcome] += 1
+        return BulkCounts(**counts)
+
+
+def _kind_code(kind) -> int:
+    if kind == "document":
+        return DOCUMENT
+    if kind == "paragraph":
+        return PARAGRAPH
+    raise ConfigError(f"kind must be 'document' or 'paragraph', got {kind!r}")
 
 
 def _slice(prepared: Prepared, lo: int, hi: int) -> Prepared:

@@ -204,3 +204,21 @@ class Verdict:
             "paragraphs": [p.to_dict() for p in self.paragraphs],
             "n_paragraphs": self.n_paragraphs,
         }
+
+
+@dataclass(frozen=True)
+class UnitMatch:
+    """The stored unit that a text repeats, as dedup.Index.match finds it: kind "exact", "near"
+    or "contained" (the text inside the stored unit), similarity as in Member. key is the first
+    stored document holding the unit; start, end and line its span there (None for a document).
+    """
+
+    kind: str
+    similarity: float
+    key: str
+    start: int | None
+    end: int | None
+    line: int | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
