@@ -32,8 +32,14 @@ EXPLAIN_EXAMPLE = """example:
 RUN_EXAMPLE = """example:
   dedup run corpus/ -o clean/                      # near-duplicate documents removed
   dedup run 'crawl/*.jsonl.zst' -o clean/ --level paragraph --mode flag
+  dedup run corpus/ -o clean/ --engine ray --ray-address auto   # on a running Ray cluster
   dedup run data.parquet -o clean/ --text-field body --id-field url --on-error skip
   dedup run day2.jsonl -o clean2/ --id-field url --index seen.idx   # against earlier days
+"""
+
+PLAN_EXAMPLE = """example:
+  dedup plan corpus/                            # units, memory, disk and time per stage
+  dedup plan 'crawl/*.jsonl.zst' --level paragraph -o /data/clean --json
 """
 
 INDEX_EXAMPLE = """example:
@@ -183,9 +189,45 @@ def cmd_explain(args, out) -> int:
     return 0
 
 
+def cmd_run_ray(args) -> int:
+    """`dedup run --engine ray`: the same run on Ray (dedup.engine_ray)."""
+    from dedup.corpus import format_summary
+    from dedup.engine_ray import run_ray
+
+    config = _config(args)
+    if args.batch_mb is not None and args.batch_mb <= 0:
+        raise InputError(f"--batch-mb must be > 0, got {args.batch_mb}")
+    if getattr(args, "index", None) is not None:
+        raise InputError("--index works with the local engine only (drop --engine ray)")
+    summary = run_ray(
+        args.inputs, args.output, config, args.mode, text_field=args.text_field,
+        id_field=args.id_field, on_error=args.on_error, flag_field=args.flag_field,
+        duplicates_jsonl=args.duplicates_jsonl, overwrite=args.overwrite,
+        batch_chars=max(1, int(args.batch_mb * 1e6)) if args.batch_mb else None,
+        ray_address=args.ray_address, num_cpus=args.workers, quiet=args.quiet,
+        stream=sys.stderr,
+    )
+    if not args.quiet:
+        sys.stderr.write(format_summary(summary))
+    return 0
+
+
+def cmd_plan(args, out) -> int:
+    from dedup.plan import estimate, format_plan
+
+    result = estimate(args.inputs, _config(args), mode=args.mode, text_field=args.text_field,
+                      id_field=args.id_field, output=args.output)
+    out.write(json.dumps(result) + "\n" if args.json else format_plan(result))
+    return 0
+
+
 def cmd_run(args, out) -> int:
     from dedup.corpus import DEFAULT_BATCH_CHARS, format_summary, run_files
 
+    if args.engine == "ray":
+        return cmd_run_ray(args)
+    if args.ray_address is not None:
+        raise InputError("--ray-address needs --engine ray")
     config = _config(args)
     if args.batch_mb is not None and args.batch_mb <= 0:
         raise InputError(f"--batch-mb must be > 0, got {args.batch_mb}")
@@ -321,6 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="bad records stop the run, or go to rejects.jsonl (default: fail)")
     run.add_argument("--duplicates-jsonl", action="store_true",
                      help="also write duplicates.jsonl")
+    run.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="local: this process and its cores; ray: Ray tasks on a local Ray or "
+                          "the cluster at --ray-address (pip install 'dedup[ray]'); the same "
+                          "outputs (default: local)")
+    run.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                     help="with --engine ray: a running cluster (auto, HOST:6379, "
+                          "ray://HOST:10001); default: start Ray on this machine's cores")
     run.add_argument("--overwrite", action="store_true",
                      help="replace the results already in OUTDIR")
     run.add_argument("--workers", type=int, default=None,
@@ -340,6 +389,24 @@ def build_parser() -> argparse.ArgumentParser:
             action.help = argparse.SUPPRESS
             action.default = "document"
     run.set_defaults(handler=cmd_run)
+
+    pln = sub.add_parser("plan", help="estimate units, memory, disk and time of a dedup run "
+                         "before running it", epilog=PLAN_EXAMPLE, formatter_class=formatter)
+    pln.add_argument("inputs", nargs="+", metavar="INPUT", help="as for dedup run")
+    pln.add_argument("-o", "--output", default=None, metavar="OUTDIR",
+                     help="where the run would write (to check its free space)")
+    pln.add_argument("--level", dest="unit", choices=("document", "paragraph", "sentence"),
+                     default="document", help="as for dedup run (default: document)")
+    pln.add_argument("--mode", choices=("collapse", "flag"), default="collapse")
+    pln.add_argument("--text-field", default="text", help="field holding the text (text)")
+    pln.add_argument("--id-field", default=None, help="field holding the id")
+    pln.add_argument("--json", action="store_true", help="the estimate as one JSON object")
+    _add_config_options(pln)
+    for action in pln._actions:
+        if "--unit" in action.option_strings:
+            action.help = argparse.SUPPRESS
+            action.default = "document"
+    pln.set_defaults(handler=cmd_plan)
 
     idx = sub.add_parser("index", help="add text files to a persistent index, or check them "
                          "against it", epilog=INDEX_EXAMPLE, formatter_class=formatter)
