@@ -42,7 +42,9 @@ from dedup.io import (
 from dedup.kernels.band import band_keys, candidate_pairs
 from dedup.kernels.minhash import EMPTY_SLOT
 from dedup.kernels.normalize import normalize_units
-from dedup.kernels.shingle import CHAR, WORD, _fill_shingles, shingle_units, unit_hashes
+from dedup.kernels.shingle import (
+    CHAR, WORD, compact_sorted, raw_shingles, shingle_units, unit_hashes,
+)
 from dedup.kernels.unionfind import connected_components
 from dedup.kernels.verify import pair_similarities
 from dedup.normtable import load_table
@@ -296,11 +298,12 @@ def prepare_sets(cps, starts, ends, config: Config) -> Prepared:
     """The same Prepared as pipeline.prepare (lengths, sorted distinct shingles, hashes), with
     each unit's shingles sorted by numpy instead of inside shingle_units.
 
-    Measured on 6,000 documents (11.4 M normalized characters) on the shared machine:
-    shingle_units 0.79-0.91 s on one or two threads, this 0.35-0.41 s; pass 2 spends most of
-    its time here. For short units (51,000 paragraphs of 350 characters) both take about the
-    same and the per-unit Python call would dominate shorter ones, so batches of short units
-    still go through shingle_units. tests/test_corpus.py checks both against prepare().
+    numpy's sort is about twice numba's on these arrays (20,000 segments of 2,400 uint64: 0.46
+    s against 1.09 s on two threads), and pass 2 spends most of its time here. The kernels
+    write every unit's shingles into one buffer (raw_shingles), numpy sorts each segment in
+    place on the kernels' threads (it releases the GIL), and compact_sorted keeps the distinct
+    ones. Batches of short units still go through shingle_units: there the per-unit call
+    would cost more than the sort. tests/test_corpus.py checks both against prepare().
     """
     table, exp_offsets, exp_values = load_table()
     is_word = config.shingle == "word"
@@ -313,22 +316,39 @@ def prepare_sets(cps, starts, ends, config: Config) -> Prepared:
     if lengths.size == 0 or lengths.mean() < SHORT_UNITS:
         shingles, offsets = shingle_units(norm, norm_offsets, config.ngram, mode, SHINGLE_SEED)
         return Prepared(lengths, shingles, offsets, hashes)
-    buffer = np.empty(int(lengths.max(initial=0)) + 1, dtype=np.uint64)
-    sets = []
-    for lo, hi in zip(norm_offsets[:-1].tolist(), norm_offsets[1:].tolist()):
-        n_shingles = _fill_shingles(norm, lo, hi, config.ngram, mode, SHINGLE_SEED, buffer)
-        shingles = np.sort(buffer[:n_shingles])
-        if n_shingles > 1:
-            is_first = np.empty(n_shingles, dtype=bool)
-            is_first[0] = True
-            np.not_equal(shingles[1:], shingles[:-1], out=is_first[1:])
-            shingles = shingles[is_first]
-        sets.append(shingles)
-    offsets = np.zeros(lengths.size + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, sets), dtype=np.int64, count=len(sets)), out=offsets[1:])
-    values = np.concatenate(sets) if sets else np.zeros(0, dtype=np.uint64)
-    return Prepared(lengths, values, offsets, hashes)
+    raw, raw_offsets = raw_shingles(norm, norm_offsets, config.ngram, mode, SHINGLE_SEED)
+    del norm
+    sort_segments(raw, raw_offsets)
+    shingles, offsets = compact_sorted(raw, raw_offsets)
+    return Prepared(lengths, shingles, offsets, hashes)
 
+
+_SORT_POOL = (0, None)  # (threads, ThreadPoolExecutor)
+
+
+def sort_segments(values: np.ndarray, offsets: np.ndarray):
+    """Sort each segment values[offsets[k]:offsets[k + 1]] in place with numpy, split over
+    numba's thread count (numba.get_num_threads(), so --workers holds) in contiguous runs of
+    about equal size."""
+    global _SORT_POOL
+    import numba
+
+    def sort_run(bounds):
+        for lo, hi in bounds:
+            values[lo:hi].sort()
+
+    bounds = list(zip(offsets[:-1].tolist(), offsets[1:].tolist()))
+    n_threads = min(numba.get_num_threads(), len(bounds))
+    if n_threads <= 1 or values.size < 1 << 16:
+        sort_run(bounds)
+        return
+    if _SORT_POOL[0] < n_threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _SORT_POOL = (n_threads, ThreadPoolExecutor(n_threads, thread_name_prefix="dedup-sort"))
+    cuts = np.searchsorted(offsets, np.linspace(0, values.size, n_threads + 1)[1:-1])
+    runs = np.split(np.arange(len(bounds)), cuts)
+    list(_SORT_POOL[1].map(sort_run, [[bounds[k] for k in run.tolist()] for run in runs]))
 
 
 def verify(batches, sk: Sketch, left, right, config: Config, progress=None, retain=None,
@@ -533,9 +553,13 @@ class Plan:
         record when the run stores its kept records in an index)."""
         if self.seen is not None and self.seen.is_updating:
             return np.ones(self.sketch.n_records, dtype=bool)
-        wanted = np.zeros(self.sketch.n_records, dtype=bool)
-        wanted[self.sketch.unit_record[np.flatnonzero(self.decisions.kind)]] = True
-        return wanted
+        return self.repeated()
+
+    def repeated(self) -> np.ndarray:
+        """Per record, whether it has a repeated unit (outcome() has something to decide)."""
+        repeated = np.zeros(self.sketch.n_records, dtype=bool)
+        repeated[self.sketch.unit_record[np.flatnonzero(self.decisions.kind)]] = True
+        return repeated
 
 
 def make_plan(read, config: Config, batch_chars=DEFAULT_BATCH_CHARS, progress=None,
@@ -635,6 +659,9 @@ def _row(plan: Plan, record_id, unit, with_span) -> Duplicate:
         group_size=int(dec.group_size[group]),
         group_min_similarity=float(dec.group_min_similarity[group]),
     )
+
+
+_UNCHANGED = Outcome("kept", None, ())  # a record none of whose units repeats
 
 
 def outcome(plan: Plan, index: int, record: Record, config: Config, mode: str) -> Outcome:
@@ -1049,6 +1076,7 @@ def _run(shards, work, config, mode, text_field, id_field, on_error, flag_field,
     index = 0
     current = -1
     is_flag = mode == "flag"
+    repeated = plan.repeated()  # the others are kept as they are: no outcome() to ask
     for batch in batched(reader.records(plan.wanted()), batch_chars):
         for record in batch:
             if record.shard != current:
@@ -1057,7 +1085,8 @@ def _run(shards, work, config, mode, text_field, id_field, on_error, flag_field,
                         writer_for(done)
                         writers.pop(done).close()
                 current = record.shard
-            result = outcome(plan, index, record, config, mode)
+            result = outcome(plan, index, record, config, mode) if repeated[index] \
+                else _UNCHANGED
             index += 1
             shard = shards[record.shard]
             for row in result.rows:

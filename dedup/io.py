@@ -298,7 +298,8 @@ class Reader:
                     body = raw if line_no > 1 or not raw.startswith(BOM) else raw[3:]
                     if wanted is not None and self._next < wanted.size \
                             and not wanted[self._next]:
-                        if not body.strip() or (rejected and (index, line_no) in rejected):
+                        if not body or body.isspace() or (
+                                rejected and (index, line_no) in rejected):
                             continue
                         self._next += 1
                         yield Record(None, None, index, line_no, raw)

@@ -159,6 +159,57 @@ def shingle_units(values, offsets, n, mode, seed):
 
 
 @njit(cache=True, parallel=True)
+def raw_shingles(values, offsets, n, mode, seed):
+    """Every shingle hash of each normalized unit, in text order (neither sorted nor distinct):
+    the first half of shingle_units, for callers that sort with numpy (sort_segments).
+
+    Returns (raw uint64[m], raw_offsets int64[n_units + 1]).
+    """
+    seed = np.uint64(seed)
+    n_units = offsets.size - 1
+    counts = np.zeros(n_units, dtype=np.int64)
+    for unit in prange(n_units):
+        counts[unit] = _n_shingles(values, offsets[unit], offsets[unit + 1], n, mode)
+    raw_offsets = np.zeros(n_units + 1, dtype=np.int64)
+    for unit in range(n_units):
+        raw_offsets[unit + 1] = raw_offsets[unit] + counts[unit]
+    raw = np.empty(raw_offsets[n_units], dtype=np.uint64)
+    for unit in prange(n_units):
+        _fill_shingles(values, offsets[unit], offsets[unit + 1], n, mode, seed,
+                       raw[raw_offsets[unit]:raw_offsets[unit + 1]])
+    return raw, raw_offsets
+
+
+@njit(cache=True, parallel=True)
+def compact_sorted(raw, raw_offsets):
+    """CSR of the distinct values of each segment of raw, whose segments are each sorted.
+
+    Returns (values uint64[m], offsets int64[n_units + 1]).
+    """
+    n_units = raw_offsets.size - 1
+    counts = np.zeros(n_units, dtype=np.int64)
+    for unit in prange(n_units):
+        lo, hi = raw_offsets[unit], raw_offsets[unit + 1]
+        count = 0
+        for i in range(lo, hi):
+            if i == lo or raw[i] != raw[i - 1]:
+                count += 1
+        counts[unit] = count
+    offsets = np.zeros(n_units + 1, dtype=np.int64)
+    for unit in range(n_units):
+        offsets[unit + 1] = offsets[unit] + counts[unit]
+    values = np.empty(offsets[n_units], dtype=np.uint64)
+    for unit in prange(n_units):
+        lo, hi = raw_offsets[unit], raw_offsets[unit + 1]
+        pos = offsets[unit]
+        for i in range(lo, hi):
+            if i == lo or raw[i] != raw[i - 1]:
+                values[pos] = raw[i]
+                pos += 1
+    return values, offsets
+
+
+@njit(cache=True, parallel=True)
 def unit_hashes(values, offsets, seed):
     """XXH64 of each normalized unit (int32 code points as little-endian bytes): uint64[n_units]."""
     n_units = offsets.size - 1

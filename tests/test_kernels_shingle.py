@@ -4,7 +4,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference
-from dedup.kernels.shingle import CHAR, WORD, shingle_units, unit_hashes
+from dedup.kernels.shingle import (
+    CHAR, WORD, compact_sorted, raw_shingles, shingle_units, unit_hashes,
+)
 
 WORDS = st.lists(st.sampled_from(["a", "bb", "ccc", "في", "البيت", "x1"]), max_size=12)
 
@@ -28,6 +30,39 @@ def test_char_shingles_match_reference(strings, n):
         expected = sorted(reference.hash_sequence([ord(c) for c in g]) for g in grams)
         assert unit.tolist() == expected  # sorted, distinct, the documented hash
         assert len(set(unit.tolist())) == len(grams)
+
+
+@given(st.lists(st.text(alphabet="abcدهو", max_size=12), max_size=6), st.integers(1, 6))
+def test_raw_shingles_are_every_gram_in_text_order(strings, n):
+    raw, offsets = raw_shingles(*csr(strings), n, CHAR, np.uint64(0))
+    for text, unit in zip(strings, units_of(raw, offsets)):
+        width = min(n, len(text))
+        grams = [text[i:i + width] for i in range(len(text) - width + 1)] if text else []
+        assert unit.tolist() == [reference.hash_sequence([ord(c) for c in g]) for g in grams]
+
+
+@given(st.lists(st.lists(st.integers(0, 5), max_size=10), max_size=6))
+def test_compact_sorted_keeps_the_distinct_values_of_each_segment(segments):
+    values = np.array(sorted_concat := [v for seg in segments for v in sorted(seg)],
+                      dtype=np.uint64)
+    offsets = np.zeros(len(segments) + 1, dtype=np.int64)
+    np.cumsum([len(seg) for seg in segments], out=offsets[1:])
+    assert values.size == len(sorted_concat)
+    out, out_offsets = compact_sorted(values, offsets)
+    assert [unit.tolist() for unit in units_of(out, out_offsets)] == \
+        [sorted(set(seg)) for seg in segments]
+
+
+@given(st.lists(st.text(alphabet="abcدهو ", max_size=30), max_size=6), st.integers(1, 6),
+       st.sampled_from([CHAR, WORD]))
+def test_raw_then_sorted_and_compacted_equals_shingle_units(strings, n, mode):
+    from dedup.corpus import sort_segments
+
+    raw, raw_offsets = raw_shingles(*csr(strings), n, mode, np.uint64(0))
+    sort_segments(raw, raw_offsets)
+    ours = compact_sorted(raw, raw_offsets)
+    expected = shingle_units(*csr(strings), n, mode, np.uint64(0))
+    assert np.array_equal(ours[0], expected[0]) and np.array_equal(ours[1], expected[1])
 
 
 @given(st.lists(WORDS, max_size=5), st.integers(1, 4))
@@ -70,3 +105,23 @@ def test_no_units(mode):
     shingles, offsets = shingle_units(np.zeros(0, np.int32), np.zeros(1, np.int64), 5, mode,
                                       np.uint64(0))
     assert shingles.size == 0 and offsets.tolist() == [0]
+
+
+def test_sort_segments_on_threads_sorts_every_segment(rng):
+    import numba
+
+    from dedup.corpus import sort_segments
+
+    sizes = rng.integers(0, 3000, 400)
+    offsets = np.zeros(sizes.size + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    values = rng.integers(0, 2**64 - 1, offsets[-1], dtype=np.uint64)
+    expected = np.concatenate([np.sort(values[lo:hi]) for lo, hi in zip(offsets[:-1], offsets[1:])])
+    assert values.size >= 1 << 16  # large enough for the threaded path
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        sort_segments(values, offsets)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(values, expected)
