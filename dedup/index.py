@@ -70,12 +70,23 @@ _CACHE_SHINGLES = 1 << 21  # shingles of stored units kept re-made (16 MB), then
 _KERNEL_LOCK = threading.RLock()
 
 
+_STATE = threading.local()  # depth of _kernels() on this thread
+
+
 @contextmanager
 def _kernels():
     """Kernel calls on one document: one thread. Waking a thread pool costs more than the
-    work, and milliseconds on a busy machine (OpenMP threads spin for a free core)."""
-    with _KERNEL_LOCK, kernel_threads(0):
+    work, and milliseconds on a busy machine (OpenMP threads spin for a free core). Nested
+    uses are free: setting numba's thread count costs about 50 us a call."""
+    if getattr(_STATE, "depth", 0):
         yield
+        return
+    with _KERNEL_LOCK, kernel_threads(0):
+        _STATE.depth = 1
+        try:
+            yield
+        finally:
+            _STATE.depth = 0
 
 SCHEMA = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -250,12 +261,11 @@ class _Buckets:
             if len(fresh) > 4096:  # a bulk transaction: sort into the arrays, not key by key
                 units = np.repeat(np.asarray([u for u, _ in fresh], dtype=np.int64),
                                   [len(k) for _, k in fresh])
-                keys = np.fromiter((key for _, k in fresh for key in k), dtype=np.int64,
-                                   count=units.size)
+                keys = np.concatenate([np.asarray(k, dtype=np.int64) for _, k in fresh])
                 self._bulk(keys, units)
             else:
                 for unit_id, keys in fresh:
-                    self._add(keys, unit_id)
+                    self._add(keys if isinstance(keys, list) else keys.tolist(), unit_id)
             if fresh:
                 self.last_unit = max(self.last_unit, max(u for u, _ in fresh))
             self.dead |= dead
@@ -307,13 +317,17 @@ class _Buckets:
         """(key, unit id) of every live bucket member under the given keys."""
         found = []
         with self.lock:
-            if self.keys.size:
-                query = np.asarray(keys, dtype=np.int64)
+            if self.keys.size and keys:
+                # sorted needles: numpy's binary search starts from the previous answer
+                query = np.sort(np.asarray(keys, dtype=np.int64))
                 lo = np.searchsorted(self.keys, query, "left")
-                hi = np.searchsorted(self.keys, query, "right")
-                for k in np.flatnonzero(hi > lo).tolist():
-                    key = keys[k]
-                    found += [(key, u) for u in self.units[lo[k]:hi[k]].tolist()]
+                is_hit = self.keys[np.minimum(lo, self.keys.size - 1)] == query
+                if is_hit.any():
+                    hits = np.flatnonzero(is_hit)
+                    hi = np.searchsorted(self.keys, query[hits], "right")
+                    for k, start, end in zip(hits.tolist(), lo[hits].tolist(), hi.tolist()):
+                        key = int(query[k])
+                        found += [(key, u) for u in self.units[start:end].tolist()]
             recent = self.recent
             for key in keys:
                 members = recent.get(key)
@@ -664,6 +678,12 @@ class Index:
 
     def _lookup(self, conn, analysis: _Analysis) -> _Found:
         """Stored units that repeat the text's units, verified exactly; and the verdict."""
+        # one thread setting for all its kernel calls; always taken inside a transaction, so
+        # the kernel lock never waits on SQLite's lock while holding it
+        with _kernels():
+            return self._lookup_one(conn, analysis)
+
+    def _lookup_one(self, conn, analysis: _Analysis) -> _Found:
         prepared = analysis.prepared
         active = analysis.active()
         hashes = prepared.hashes.view(np.int64)
@@ -807,14 +827,44 @@ class Index:
         n_paragraphs = len(analysis) - 1
         if n_paragraphs < 2:
             return {}
+        part = _slice(analysis.prepared, 1, len(analysis))
+        active = np.flatnonzero(part.norm_lengths > 0)
+        n_active = active.size
+        if n_active < 2:
+            return {}
+        # most texts repeat nothing: when no two paragraphs are equal and no pair verifies,
+        # find_groups (whose groups come only from equal units and verified pairs) finds none
+        if np.unique(part.hashes[active]).size == n_active and \
+                n_active * (n_active - 1) // 2 <= self.config.exhaustive_pairs:
+            left, right = self._pairs(n_active)
+            left, right = active[left], active[right]
+            with _kernels():
+                jaccard, containment = pair_similarities(part.shingles, part.shingle_offsets,
+                                                         left, right)
+            shorter = np.minimum(part.norm_lengths[left], part.norm_lengths[right])
+            if not is_edge(jaccard, containment, shorter, self.config).any():
+                return {}
         with _kernels():
-            groups = find_groups(_slice(analysis.prepared, 1, len(analysis)), self.config)
+            groups = find_groups(part, self.config)
         within = {}
         for group in groups:
             rep = group[0].unit + 1
             for assignment in group[1:]:
                 within[assignment.unit + 1] = (rep, assignment.kind, float(assignment.similarity))
         return within
+
+    _PAIRS = {}
+
+    @classmethod
+    def _pairs(cls, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """All pairs (left < right) of n items, cached: np.triu_indices costs 0.1 ms a call."""
+        pairs = cls._PAIRS.get(n)
+        if pairs is None:
+            left, right = np.triu_indices(n, 1)
+            pairs = (left.astype(np.int64), right.astype(np.int64))
+            if n <= 512:
+                cls._PAIRS[n] = pairs
+        return pairs
 
     # ---- public operations ---------------------------------------------------------------
 
@@ -1115,33 +1165,138 @@ class Index:
         2
         """
         with self._transaction(write=True) as conn:
-            yield BulkAdd(self, conn)
+            self._local.bulk_placed = np.zeros(0, dtype=np.int64)
+            try:
+                yield BulkAdd(self, conn)
+            finally:
+                self._local.bulk_placed = None
 
-    def _insert(self, conn, key, text, analysis) -> str:
-        """Store one analysed text without a verdict: "added", "unchanged" (the key holds this
-        text) or "conflict" (the key holds another text; nothing stored)."""
-        text_hash = _text_hash(text)
-        row = conn.execute("SELECT text_hash FROM docs WHERE key = ?", (key,)).fetchone()
-        if row is not None:
-            return "unchanged" if row[0] == text_hash else "conflict"
-        active = analysis.active()
-        hashes = analysis.prepared.hashes.view(np.int64)
-        by_hash = {(h, kind): unit_id for unit_id, h, kind in conn.execute(
-            "SELECT id, hash, kind FROM units WHERE hash IN (SELECT value FROM json_each(?))",
-            (json.dumps(sorted({int(hashes[u]) for u in active})),))}
-        exact = {}
-        for unit in active:
-            unit_id = by_hash.get((int(hashes[unit]), analysis.kind(unit)))
-            if unit_id is not None:
-                exact[unit] = unit_id
-        placed = [u for u in active if u not in exact]
-        bucket_sizes = {}
-        if placed:
-            keys = dict.fromkeys(analysis.keys[placed].ravel().tolist())
-            for band_key, _ in self._buckets.find(list(keys), self._local.overlay):
-                bucket_sizes[band_key] = bucket_sizes.get(band_key, 0) + 1
-        self._store(conn, key, text_hash, analysis, _Found(exact, bucket_sizes, None))
-        return "added"
+    def _insert_many(self, conn, todo, analyses) -> dict:
+        """Store analysed (key, text) pairs without verdicts, in order, as _store would one by
+        one, but with a few statements per batch: inside the write transaction no one else
+        inserts, so the new rows' ids are known in advance. Returns the counts of added,
+        unchanged (the key holds this text) and conflicts (the key holds another text)."""
+        counts = {"added": 0, "unchanged": 0, "conflicts": 0}
+        stored = {}  # key -> text hash, of the keys of this batch already in the index
+        keys = sorted({key for key, _ in todo})
+        for lo in range(0, len(keys), _SQL_CHUNK):
+            stored.update(conn.execute(
+                "SELECT key, text_hash FROM docs WHERE key IN (SELECT value FROM json_each(?))",
+                (json.dumps(keys[lo:lo + _SQL_CHUNK]),)))
+        hash_lists = [a.prepared.hashes.view(np.int64).tolist() for a in analyses]
+        actives = [a.active() for a in analyses]
+        wanted = sorted({h[u] for h, act in zip(hash_lists, actives) for u in act})
+        ids = {}  # (hash, kind) -> unit id, stored or new
+        for lo in range(0, len(wanted), _SQL_CHUNK):
+            for unit_id, unit_hash, kind in conn.execute(
+                    "SELECT id, hash, kind FROM units WHERE hash IN "
+                    "(SELECT value FROM json_each(?))", (json.dumps(wanted[lo:lo + _SQL_CHUNK]),)):
+                ids[(unit_hash, kind)] = unit_id
+        existing = set(ids.values())
+        next_unit = self._next_id(conn, "units")
+        next_doc = self._next_id(conn, "docs")
+        # first the rows: which units are new (and their ids), reference counts, documents
+        new_units = {}  # unit id -> [kind, hash, norm_length, n_shingles, refs, blob, bands]
+        new_where = []  # (analysis index, unit) of each new unit, in id order
+        more_refs = {}
+        docs, paragraphs = [], []
+        for index, ((key, text), analysis, hashes, active) in enumerate(
+                zip(todo, analyses, hash_lists, actives)):
+            text_hash = _text_hash(text)
+            if key in stored:
+                counts["unchanged" if stored[key] == text_hash else "conflicts"] += 1
+                continue
+            stored[key] = text_hash
+            counts["added"] += 1
+            prepared = analysis.prepared
+            norm = None
+            doc_ids = {}
+            for unit in active:
+                hash_kind = (hashes[unit], DOCUMENT if unit == 0 else PARAGRAPH)
+                unit_id = ids.get(hash_kind)
+                if unit_id is None:
+                    if norm is None:
+                        norm = prepared.norm.astype("<u4").tobytes().decode("utf-32-le")
+                        norm_offsets = prepared.norm_offsets.tolist()
+                    unit_id = next_unit
+                    next_unit += 1
+                    new_units[unit_id] = [
+                        hash_kind[1], hash_kind[0], int(prepared.norm_lengths[unit]),
+                        int(prepared.shingle_offsets[unit + 1] - prepared.shingle_offsets[unit]),
+                        0, zlib.compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]]
+                                         .encode("utf-8"), ZLIB_LEVEL), None]
+                    new_where.append((index, unit))
+                    ids[hash_kind] = unit_id
+                if unit_id in existing:
+                    more_refs[unit_id] = more_refs.get(unit_id, 0) + 1
+                else:
+                    new_units[unit_id][4] += 1
+                doc_ids[unit] = unit_id
+            doc_id = next_doc
+            next_doc += 1
+            docs.append((doc_id, key, text_hash, doc_ids.get(0), len(text), len(analysis) - 1))
+            starts, ends, lines = (analysis.starts.tolist(), analysis.ends.tolist(),
+                                   analysis.lines.tolist())
+            paragraphs += [(doc_id, unit - 1, doc_ids[unit], starts[unit], ends[unit],
+                            lines[unit]) for unit in active if unit > 0]
+        # then the buckets of the new units, in id order as add() would place them
+        added = self._local.overlay[0]
+        for unit_id, placed in zip(new_units, self._place(
+                [analyses[index].keys[unit] for index, unit in new_where])):
+            new_units[unit_id][6] = placed.astype("<i8").tobytes()
+            added[unit_id] = placed
+        conn.executemany(
+            "INSERT INTO units (id, kind, hash, norm_length, n_shingles, refs, norm, bands) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(i, *row) for i, row in new_units.items()])
+        conn.executemany("UPDATE units SET refs = refs + ? WHERE id = ?",
+                         [(n, unit_id) for unit_id, n in more_refs.items()])
+        conn.executemany("INSERT INTO docs (id, key, text_hash, unit, n_chars, n_paragraphs) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", docs)
+        conn.executemany("INSERT INTO paragraphs (doc, position, unit, start, end, line) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", paragraphs)
+        return counts
+
+    def _place(self, rows: list) -> list:
+        """The band keys (int64 arrays) under which each new unit (its keys, in id order) joins
+        a bucket: all its distinct keys, save those whose bucket is full (max_bucket live
+        members) when it comes. Vectorized when no bucket fills up, the usual case."""
+        if not rows:
+            return []
+        keys = np.stack(rows).astype(np.int64)
+        ordered = np.sort(keys, axis=1)
+        is_repeat = np.zeros(keys.shape, dtype=bool)  # a band key met twice in one unit
+        is_repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+        distinct, counts = np.unique(ordered[~is_repeat], return_counts=True)
+        rows_found, _ = self._buckets.members(distinct.reshape(-1, 1))
+        sizes = np.bincount(rows_found, minlength=distinct.size)
+        pending = self._local.bulk_placed  # keys placed by earlier batches of this transaction
+        if pending.size:
+            sizes += (np.searchsorted(pending, distinct, "right")
+                      - np.searchsorted(pending, distinct, "left"))
+        max_bucket = self.config.max_bucket
+        if (sizes + counts).max() <= max_bucket:
+            placed = [row if not repeat.any() else np.asarray(list(dict.fromkeys(row.tolist())),
+                                                              dtype=np.int64)
+                      for row, repeat in zip(keys, is_repeat.any(axis=1))]
+        else:  # some bucket fills up: one unit after the other
+            size_of = dict(zip(distinct.tolist(), sizes.tolist()))
+            placed = []
+            for row in keys.tolist():
+                kept = []
+                for band_key in dict.fromkeys(row):
+                    if size_of[band_key] < max_bucket:
+                        kept.append(band_key)
+                        size_of[band_key] += 1
+                placed.append(np.asarray(kept, dtype=np.int64))
+        self._local.bulk_placed = np.sort(np.concatenate([pending] + placed))
+        return placed
+
+    @staticmethod
+    def _next_id(conn, table: str) -> int:
+        """The id AUTOINCREMENT gives the next row of table (inside a write transaction)."""
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+        largest = conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0]
+        return max(row[0] if row else 0, largest or 0) + 1
 
     def remove(self, key: str) -> bool:
         """Remove the document stored under `key` (and units no other document uses).
@@ -1316,9 +1471,7 @@ class BulkAdd:
                 counts["empty"] += 1
         if todo:
             analyses = self._index._analyse([text for _, text in todo], keep_normalized=True)
-            for (key, text), analysis in zip(todo, analyses):
-                outcome = self._index._insert(self._conn, key, text, analysis)
-                counts["conflicts" if outcome == "conflict" else outcome] += 1
+            counts.update(self._index._insert_many(self._conn, todo, analyses))
         return BulkCounts(**counts)
 
 

@@ -342,3 +342,25 @@ def test_bulk_stores_what_add_many_stores(tmp_path):
                 raise RuntimeError("the caller failed")
         assert "late" not in b and len(b) == 40
     assert os.path.getsize(tmp_path / "b.idx") > 0
+
+
+def test_bulk_leaves_full_buckets_as_add_does(tmp_path):
+    words = Words(17)
+    base = words.document(2)
+    texts = [words.edit(base, 1) for _ in range(12)] + [words.document(2) for _ in range(5)]
+    items = [(f"k{k}", t) for k, t in enumerate(texts)]
+    config = Config(max_bucket=3)
+    with dedup.Index.open(tmp_path / "a.idx", config) as a, \
+            dedup.Index.open(tmp_path / "b.idx", config) as b:
+        a.add_many(items)
+        with b.bulk() as batch:
+            batch.add(items[:5])
+            batch.add(items[5:])
+
+        def bands(index):
+            conn = index._conn()
+            return conn.execute("SELECT id, hash, refs, bands FROM units ORDER BY id").fetchall()
+
+        assert bands(a) == bands(b)
+        assert any(len(blob) < 8 * config.band_rows[0] for *_, blob in bands(b))  # some full
+        assert b.integrity_check() == []
