@@ -1171,4 +1171,9 @@ def format_summary(summary: dict) -> str:
         f"  outputs  {', '.join(summary['outputs'][:6])}"
         f"{' …' if len(summary['outputs']) > 6 else ''} + {SUMMARY}",
     ]
+    if "index" in summary:  # dedup run --index
+        seen = summary["index"]
+        stored = (f"{seen['added']:,} records stored" if seen["updated"] else "read only")
+        lines.insert(-1, f"  index    {seen['matched_units']:,} units seen before, {stored}"
+                         f" ({seen['key_conflicts']:,} key conflicts)")
     return "\n".join(lines) + "\n"
