@@ -207,6 +207,8 @@ def sketch_piece(shard, span, config, text_field, id_field, is_skip, batch_chars
         "rejects": b"".join(r.to_json() for r in rejects),
         "rejected_lines": sorted({r.line for r in rejects if r.line}),
         "n_rejected": len(rejects), "is_rejected_whole": any(r.line == 0 for r in rejects),
+        "hash_bytes": sum(c.nbytes for part in hash_parts for c in part),
+        "band_bytes": sum(c.nbytes for part in band_parts for c in part),
     }
     return (meta, sk, *hash_parts, *band_parts)
 
@@ -367,7 +369,9 @@ def verify_partition(packed, config, *parts):
     keep = is_edge(jac, cont, np.minimum(lengths[li], lengths[ri]), config)
     rows = np.unique(np.concatenate([li[keep], ri[keep]]))
     return ((left[keep], right[keep], jac[keep], cont[keep]),
-            (units[rows], lengths[rows], sizes[rows], hashes[rows]), int(values.size))
+            (units[rows], lengths[rows], sizes[rows], hashes[rows]), int(values.size),
+            sum(p[0].nbytes + p[1].nbytes + p[2].nbytes + p[3].nbytes + p[4].nbytes
+                for p in parts))
 
 
 def tried_partition(packed, involved):
@@ -516,7 +520,11 @@ class _Cluster:
             if address:
                 ray.init(address=address, **options)
             else:
-                ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **options)
+                # Ray runs its workers at nice 15 (they yield to everything else); the local
+                # engine runs at normal priority, and on a machine shared with other work the
+                # niced workers made the same run 3-5 times slower (2-core machine, load 3-5)
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
+                         _system_config={"worker_niceness": 0}, **options)
         self.cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.remote = {fn.__name__: ray.remote(fn) for fn in (
             split_shard, sketch_piece, exact_partition, band_partition, pair_partition,
@@ -716,9 +724,14 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
         edges = Edges(*(c[order] for c in columns))
         stats = [np.concatenate([v[1][c] for v in verified]) for c in range(4)]
         held = max((v[2] for v in verified), default=0)
+        shuffled["shingle_sets"] += sum(v[3] for v in verified)
+        shuffled["candidate_pairs"] += 16 * n_pairs
         return [refs[1] for refs in paired], n_pairs, edges, stats, held
 
     # 4. verify
+    shuffled = {"exact_hashes": sum(m["hash_bytes"] for m in metas),
+                "band_keys": sum(m["band_bytes"] for m in metas),
+                "candidate_pairs": 0, "shingle_sets": 0}
     clock = time.perf_counter()
     _stage(quiet, stream, "verify")
     pair_refs, n_candidates, edges, unit_stats, peak_held = verify_round(pair_sources)
@@ -854,9 +867,17 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
         "bytes_read": sum(s.size for s in shards),
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "engine": {"name": "ray", "cpus": cluster.cpus, "pieces": len(pieces),
-                   "partitions": n_parts},
+                   "partitions": n_parts, "driver_peak_rss_mb": _peak_rss_mb(),
+                   "shuffled_mb": {k: round(v / 1e6, 1) for k, v in shuffled.items()}},
     }
     return summary, names
+
+
+def _peak_rss_mb() -> int:
+    """Peak resident memory of this (driver) process so far, in MB."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def _join(paths, target: Path):

@@ -1,0 +1,112 @@
+"""`dedup run` on both engines: the local one and Ray (`--engine ray`, a local Ray on this
+machine's cores), on the same generated JSON Lines corpus, at both levels.
+
+Each round runs the command in a child process and samples, every 0.2 s, the proportional set
+size (PSS, /proc/PID/smaps_rollup) summed over the child and all its descendants: Ray starts a
+GCS server, a raylet and worker processes, and shares its object store between them, so the
+peak RSS of one process would miss most of it and a sum of RSS would count shared pages twice.
+extra_info holds MB/s, the peak, and the stage timings of summary.json; the outputs of the two
+engines are compared byte for byte.
+
+    DEDUP_BENCH_CORPUS_MB=200 python -m pytest bench/test_bench_ray.py --benchmark-only -s
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.test_bench_corpus import corpus_file, corpus_mb, warm  # noqa: F401 - fixtures
+
+ROOT = Path(__file__).resolve().parent.parent
+pytest.importorskip("ray", reason="Ray is not installed: pip install '.[ray]'")
+
+
+def _descendants(pid: int) -> list[int]:
+    children = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
+def _pss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_tree(args) -> tuple[float, int, int]:
+    """(wall seconds, peak PSS of the process tree, peak RSS of the child) of
+    `python -m dedup ARGS`."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-m", "dedup", *map(str, args)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], sum(_pss(p) for p in _descendants(child.pid)))
+            done.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    error = child.stderr.read().decode()
+    child.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(error)
+    return wall, peak[0], usage.ru_maxrss * 1024
+
+
+@pytest.mark.parametrize("level", ["document", "paragraph"])
+def test_engines(benchmark, warm, corpus_file, tmp_path, level):  # noqa: F811
+    benchmark.group = f"dedup run, local and ray engines: generated JSONL, {corpus_mb():g} MB"
+    size = corpus_file.stat().st_size
+    info = {"megabytes": round(size / 1e6, 1), "load_before": os.getloadavg()[0]}
+    outputs = {}
+
+    def once():
+        for engine in ("local", "ray"):
+            out = tmp_path / engine
+            shutil.rmtree(out, ignore_errors=True)
+            wall, pss, rss = run_tree(["run", corpus_file, "-o", out, "--quiet", "--level", level,
+                                       "--engine", engine])
+            summary = json.loads((out / "summary.json").read_text())
+            info[engine] = {"wall_s": round(wall, 2), "mb_per_s": round(size / 1e6 / wall, 2),
+                            "peak_pss_mb": round(pss / 1e6), "child_rss_mb": round(rss / 1e6),
+                            "timings": summary["timings"]}
+            outputs[engine] = {p.name: p.read_bytes() for p in sorted(out.iterdir())
+                               if p.name != "summary.json"}
+
+    benchmark.pedantic(once, rounds=1, iterations=1)
+    info["load_after"] = os.getloadavg()[0]
+    benchmark.extra_info.update(info)
+    print(f"\n{level}: {json.dumps(info)}")
+    assert outputs["ray"] == outputs["local"]
