@@ -1,5 +1,3 @@
-import sys
+from dedup.cli import entry
 
-from dedup.cli import main
-
-sys.exit(main())
+entry()
