@@ -63,7 +63,8 @@ COMPATIBILITY = ("shingle", "ngram", "num_perm", "seed")
 PROBE_TEXT = "Engine fingerprint: the quick brown fox\nنص عربي قصير للتحقق ١٢٣\nÉtape trois"
 _RANK = {EXACT: 0, NEAR: 1, CONTAINED: 2}
 ZLIB_LEVEL = 1  # units are short: level 6 saved under 1% of their bytes, at twice the time
-_MATCH_CHUNK = 4096  # units per kernel call in match(): bounds the shingles held at once
+_MATCH_CHUNK = 4096
+_PROBE_CHUNK = 1 << 16  # units per bucket lookup in may_match()  # units per kernel call in match(): bounds the shingles held at once
 _SQL_CHUNK = 20_000  # values per json_each list
 _CACHE_SHINGLES = 1 << 21  # shingles of stored units kept re-made (16 MB), then start over
 # numba's workqueue threading layer must not be entered by two threads at once
@@ -1007,8 +1008,9 @@ class Index:
             keys = keys ^ PARAGRAPH_SALT
         hit = np.zeros(keys.shape[0], dtype=bool)
         with self._transaction(write=False):
-            rows, _ = self._buckets.members(keys.view(np.int64))
-        hit[rows] = True
+            for lo in range(0, keys.shape[0], _PROBE_CHUNK):  # bounds the temporary arrays
+                rows, _ = self._buckets.members(keys[lo:lo + _PROBE_CHUNK].view(np.int64))
+                hit[rows + lo] = True
         return hit
 
     def match(self, texts: list[str], kind: str = "document") -> list[UnitMatch | None]:

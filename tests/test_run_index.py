@@ -364,3 +364,24 @@ def test_bulk_leaves_full_buckets_as_add_does(tmp_path):
         assert bands(a) == bands(b)
         assert any(len(blob) < 8 * config.band_rows[0] for *_, blob in bands(b))  # some full
         assert b.integrity_check() == []
+
+
+def test_may_match_gives_the_same_answer_in_chunks(tmp_path, monkeypatch):
+    from dedup.kernels.band import band_keys
+    from dedup.pipeline import signatures
+
+    words = Words(19)
+    texts = [words.document(2) for _ in range(25)]
+    probes = [words.edit(t) for t in texts[:10]] + [words.document(2) for _ in range(15)]
+    with dedup.Index.open(tmp_path / "c.idx") as index:
+        index.add_many([(f"k{k}", t) for k, t in enumerate(texts)])
+        starts = np.cumsum([0] + [len(t) for t in probes[:-1]])
+        ends = starts + [len(t) for t in probes]
+        prepared = dedup.pipeline.prepare(dedup.pipeline.codepoints("".join(probes)), starts,
+                                          ends, index.config)
+        keys = band_keys(signatures(prepared.shingles, prepared.shingle_offsets, index.config),
+                         *index.config.band_rows)
+        whole = index.may_match(keys)
+        monkeypatch.setattr("dedup.index._PROBE_CHUNK", 7)
+        assert index.may_match(keys).tolist() == whole.tolist()
+        assert whole[:10].all() and not whole[10:].any()
