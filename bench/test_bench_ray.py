@@ -22,10 +22,29 @@ from pathlib import Path
 
 import pytest
 
-from bench.test_bench_corpus import corpus_file, corpus_mb, warm  # noqa: F401 - fixtures
+from bench.corpus_gen import write_jsonl
+from bench.test_bench_corpus import CACHE, corpus_mb, run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 pytest.importorskip("ray", reason="Ray is not installed: pip install '.[ray]'")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """The seeded corpus of bench/test_bench_corpus.py (cached under bench/.cache/), and one
+    tiny local run first so that numba's cache is filled before anything is measured."""
+    path = CACHE / f"corpus_gen_{corpus_mb():g}mb_seed0.jsonl"
+    if not path.exists():
+        CACHE.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        write_jsonl(tmp, corpus_mb(), seed=0)
+        os.replace(tmp, path)
+    folder = tmp_path_factory.mktemp("warm")
+    write_jsonl(folder / "w.jsonl", 0.2, seed=1)
+    for level in ("document", "paragraph"):
+        run_child(["run", folder / "w.jsonl", "-o", folder / f"out-{level}", "--quiet",
+                   "--level", level])
+    return path
 
 
 def _descendants(pid: int) -> list[int]:
@@ -86,9 +105,9 @@ def run_tree(args) -> tuple[float, int, int]:
 
 
 @pytest.mark.parametrize("level", ["document", "paragraph"])
-def test_engines(benchmark, warm, corpus_file, tmp_path, level):  # noqa: F811
+def test_engines(benchmark, corpus, tmp_path, level):
     benchmark.group = f"dedup run, local and ray engines: generated JSONL, {corpus_mb():g} MB"
-    size = corpus_file.stat().st_size
+    size = corpus.stat().st_size
     info = {"megabytes": round(size / 1e6, 1), "load_before": os.getloadavg()[0]}
     outputs = {}
 
@@ -96,7 +115,7 @@ def test_engines(benchmark, warm, corpus_file, tmp_path, level):  # noqa: F811
         for engine in ("local", "ray"):
             out = tmp_path / engine
             shutil.rmtree(out, ignore_errors=True)
-            wall, pss, rss = run_tree(["run", corpus_file, "-o", out, "--quiet", "--level", level,
+            wall, pss, rss = run_tree(["run", corpus, "-o", out, "--quiet", "--level", level,
                                        "--engine", engine])
             summary = json.loads((out / "summary.json").read_text())
             info[engine] = {"wall_s": round(wall, 2), "mb_per_s": round(size / 1e6 / wall, 2),

@@ -60,8 +60,15 @@ COSTS = {
     },
 }
 COSTS["sentence"] = COSTS["paragraph"]  # not measured separately: paragraphs are the closest
-RAY = {"start_s": 6.0, "task_factor": 1.3, "worker_mb": 250.0, "driver_base_mb": 300.0,
-       "driver_repeated_bytes": 100.0, "driver_pair_bytes": 250.0}
+# The Ray engine (bench/test_bench_ray.py and summary.json's engine field on the same corpus,
+# 04:49-05:06 UTC, load 2-6): starting and stopping a local Ray with its workers ~10 s on top
+# of the process; its tasks took about 1.4 times the local engine's CPU time for the same
+# stages; about 0.5 GB per worker process with 33 MB pieces; the driver peaked at 316 MB
+# (document) and 418 MB (paragraph, 103,330 repeated units) over a ~300 MB base: ~1 KB per
+# repeated unit. Shingle sets shuffled per input byte: 1.89 (document), 1.66 (paragraph).
+RAY = {"start_s": 12.0, "task_factor": 1.4, "worker_mb": 500.0, "driver_base_mb": 300.0,
+       "driver_repeated_bytes": 1000.0,
+       "shingle_bytes_per_byte": {"document": 1.89, "paragraph": 1.66, "sentence": 1.66}}
 STAGES = ("sketch", "candidates", "verify", "group", "write")
 
 
@@ -180,13 +187,16 @@ def estimate(inputs, config: Config | None = None, *, mode="collapse", text_fiel
     shuffle = {
         "band_keys_mb": units * n_bands * 26 / 1e6,
         "exact_hashes_mb": units * 16 / 1e6,
-        "shingles_mb": mb * 0.3 * 8,  # units in candidate pairs: ~30% of the text, 8 B each
+        "shingles_mb": mb * RAY["shingle_bytes_per_byte"][config.unit],
     }
-    distributed = sum(stage_s[name] for name in ("sketch", "verify", "write"))
-    ray_s = RAY["start_s"] + RAY["task_factor"] * distributed / cpus + \
-        stage_s["candidates"] / cpus + stage_s["group"]
-    driver_mb = RAY["driver_base_mb"] + (repeated * RAY["driver_repeated_bytes"] +
-                                         repeated * RAY["driver_pair_bytes"]) / 1e6
+    # every stage but the grouping is divided among the cluster's CPUs; grouping runs on the
+    # driver, one core
+    work_s = sum(stage_s.values())
+    cpu_s = cost["cpu_per_mb_s"] * mb
+    ray_s = RAY["start_s"] + RAY["task_factor"] * cpu_s * (1 - stage_s["group"] / work_s
+                                                           if work_s else 1) / cpus \
+        + stage_s["group"]
+    driver_mb = RAY["driver_base_mb"] + repeated * RAY["driver_repeated_bytes"] / 1e6
     available = _available_memory()
     where = Path(output) if output else Path.cwd()
     while not where.exists() and where != where.parent:
