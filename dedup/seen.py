@@ -13,7 +13,9 @@ A daily crawl is run against the index of all previous days:
 - unless the index is read only, the records written to the output are stored in it, their
   record id as key and their text as written (repeats removed in collapse mode), all in one
   SQLite transaction that commits only once the outputs are in place: a run that fails or is
-  interrupted leaves the index as it was. A record whose id the index already holds with
+  interrupted leaves the index as it was (in flag mode every record is written, so stored).
+  A run repeated after its records were stored finds each of them seen before (by itself):
+  redo a run with the index read only. A record whose id the index already holds with
   another text is not stored (counted as a key conflict); give unique ids with --id-field
   (the default FILE:LINE repeats when every day's file has the same name).
 
