@@ -106,21 +106,26 @@ def days(tmp_path):
     return tmp_path, day1, day2, seen
 
 
-def test_an_empty_index_changes_nothing_and_is_seeded_with_the_kept_records(capsys, days):
+@pytest.mark.parametrize("level", ["document", "paragraph"])
+def test_an_empty_index_changes_nothing_and_is_seeded_with_the_kept_records(capsys, days,
+                                                                             level):
     folder, day1, _, _ = days
     assert run(capsys, "run", folder / "day1.jsonl", "-o", folder / "plain",
-               "--id-field", "id")[0] == 0
+               "--id-field", "id", "--level", level)[0] == 0
     code, _, err = run(capsys, "run", folder / "day1.jsonl", "-o", folder / "seeded",
-                       "--id-field", "id", "--index", folder / "seen.idx")
+                       "--id-field", "id", "--level", level, "--index", folder / "seen.idx")
     assert code == 0, err
     assert outputs(folder / "seeded") == outputs(folder / "plain")
-    kept = [r["id"] for r in read_jsonl(folder / "plain" / "day1.jsonl")]
-    assert len(kept) == 58  # d1-10 and d1-20 removed
+    kept = read_jsonl(folder / "plain" / "day1.jsonl")
+    if level == "document":
+        assert len(kept) == 58  # d1-10 and d1-20 removed
     with dedup.Index.open(folder / "seen.idx") as index:
-        assert index.keys() == kept
+        assert index.keys() == [r["id"] for r in kept]
         assert index.integrity_check() == []
+        for record in kept[:5]:  # stored as written: each is its own exact copy
+            assert index.check(record["text"]).duplicate_of == record["id"]
     summary = json.loads((folder / "seeded" / "summary.json").read_text())
-    assert summary["index"]["added"] == 58 and summary["index"]["matched_units"] == 0
+    assert summary["index"]["added"] == len(kept) and summary["index"]["matched_units"] == 0
 
 
 def test_day_two_removes_exactly_what_day_one_saw(capsys, days):
