@@ -40,15 +40,35 @@ def line_of(line_starts, offset):
 def line_spans(text: str) -> tuple[list[int], list[int]]:
     """(starts, ends) of every line of text, broken at \r\n, \n or \r, with an empty last
     line after a final break."""
+    if "\r" not in text:  # str.find, about 4x the regex on scraped text
+        ends = []
+        find = text.find
+        pos = find("\n")
+        while pos >= 0:
+            ends.append(pos)
+            pos = find("\n", pos + 1)
+        return [0] + [e + 1 for e in ends], ends + [len(text)]
     breaks = [match.span() for match in _LINE_BREAK.finditer(text)]
     return [0] + [e for _, e in breaks], [s for s, _ in breaks] + [len(text)]
 
 
 def paragraph_spans(text: str) -> tuple[list[int], list[int]]:
     """(starts, ends) of the paragraphs of text: each non-blank line without the white space
-    around it (one regex match per paragraph)."""
-    spans = [match.span() for match in _PARAGRAPH.finditer(text)]
-    return [s for s, _ in spans], [e for _, e in spans]
+    around it. In a text without carriage returns, splitting at line feeds and stripping each
+    line (str.strip removes the characters isspace() is true of, the ones the pattern skips)
+    is about 3x the regex, one match per paragraph, which the other texts take."""
+    if "\r" in text:
+        spans = [match.span() for match in _PARAGRAPH.finditer(text)]
+        return [s for s, _ in spans], [e for _, e in spans]
+    starts, ends = [], []
+    pos = 0
+    for line in text.split("\n"):
+        stripped = line.lstrip()
+        if stripped:
+            starts.append(pos + len(line) - len(stripped))
+            ends.append(pos + len(line.rstrip()))
+        pos += len(line) + 1
+    return starts, ends
 
 
 def _stripped(text, start, end):
