@@ -705,15 +705,23 @@ class Index:
             # a paragraph with an exact stored copy has its best match already, and it will
             # not be stored anew (no band rows to place): only the others need their bands
             searched = [u for u in active if u == 0 or u not in exact]
-            owners = {}  # band key -> units of this text that have it
-            for row, unit in zip(analysis.keys[searched].tolist(), searched):
-                for key in row:
-                    owners.setdefault(key, set()).add(unit)
-            for key, unit_id in self._buckets.find(
-                    list(owners), getattr(self._local, "overlay", None)):
-                bucket_sizes[key] = bucket_sizes.get(key, 0) + 1
-                for unit in owners[key]:
-                    candidates.setdefault(unit, set()).add(unit_id)
+            flat = analysis.keys[searched].ravel()
+            order = np.argsort(flat, kind="stable")
+            flat_sorted = flat[order]
+            found = self._buckets.find(np.unique(flat_sorted).tolist(),
+                                       getattr(self._local, "overlay", None))
+            if found:
+                # the units of this text under each key found: most keys find nothing, so
+                # only those are mapped back (by position in the sorted keys)
+                found_keys = np.fromiter((k for k, _ in found), dtype=np.int64,
+                                         count=len(found))
+                lo = np.searchsorted(flat_sorted, found_keys, "left").tolist()
+                hi = np.searchsorted(flat_sorted, found_keys, "right").tolist()
+                n_bands = analysis.keys.shape[1]
+                for (key, unit_id), start, end in zip(found, lo, hi):
+                    bucket_sizes[key] = bucket_sizes.get(key, 0) + 1
+                    for position in order[start:end].tolist():
+                        candidates.setdefault(searched[position // n_bands], set()).add(unit_id)
             for unit in list(candidates):
                 candidates[unit].discard(exact.get(unit))  # same text: already an exact match
                 if not candidates[unit]:
