@@ -952,6 +952,8 @@ class Index:
         norm = None
         ids = {}  # (hash, kind) -> unit id
         more_refs = []
+        new_rows = []
+        next_unit, next_doc = self._next_ids(conn)  # ours to give: we hold the write lock
         added, _, by_key = self._local.overlay
         for unit in active:
             hash_kind = (hashes[unit], DOCUMENT if unit == 0 else PARAGRAPH)
@@ -973,22 +975,28 @@ class Index:
                 norm_offsets = prepared.norm_offsets.tolist()
             blob = zlib.compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]]
                                  .encode("utf-8"), ZLIB_LEVEL)
-            unit_id = conn.execute(
-                "INSERT INTO units (kind, hash, norm_length, n_shingles, refs, norm, bands) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (hash_kind[1], hash_kind[0], int(prepared.norm_lengths[unit]),
+            unit_id = next_unit
+            next_unit += 1
+            new_rows.append(
+                (unit_id, hash_kind[1], hash_kind[0], int(prepared.norm_lengths[unit]),
                  int(prepared.shingle_offsets[unit + 1] - prepared.shingle_offsets[unit]),
-                 uses[hash_kind], blob, np.asarray(placed, dtype="<i8").tobytes())).lastrowid
+                 uses[hash_kind], blob, np.asarray(placed, dtype="<i8").tobytes()))
             ids[hash_kind] = unit_id
             added[unit_id] = placed
             for band_key in placed:
                 by_key.setdefault(band_key, []).append(unit_id)
+        if new_rows:
+            conn.executemany(
+                "INSERT INTO units (id, kind, hash, norm_length, n_shingles, refs, norm, bands) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", new_rows)
         if more_refs:
             conn.executemany("UPDATE units SET refs = refs + ? WHERE id = ?", more_refs)
-        doc_id = conn.execute(
-            "INSERT INTO docs (key, text_hash, unit, n_chars, n_paragraphs) VALUES (?, ?, ?, ?, ?)",
-            (key, text_hash, ids.get((hashes[0], DOCUMENT)) if 0 in active[:1] else None,
-             len(analysis.text), len(analysis) - 1)).lastrowid
+        doc_id = next_doc
+        conn.execute(
+            "INSERT INTO docs (id, key, text_hash, unit, n_chars, n_paragraphs) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (doc_id, key, text_hash, ids.get((hashes[0], DOCUMENT)) if 0 in active[:1] else None,
+             len(analysis.text), len(analysis) - 1))
         starts, ends, lines = (analysis.starts.tolist(), analysis.ends.tolist(),
                                analysis.lines.tolist())
         conn.executemany(
@@ -1203,8 +1211,7 @@ class Index:
                     "(SELECT value FROM json_each(?))", (json.dumps(wanted[lo:lo + _SQL_CHUNK]),)):
                 ids[(unit_hash, kind)] = unit_id
         existing = set(ids.values())
-        next_unit = self._next_id(conn, "units")
-        next_doc = self._next_id(conn, "docs")
+        next_unit, next_doc = self._next_ids(conn)
         # first the rows: which units are new (and their ids), reference counts, documents
         new_units = {}  # unit id -> [kind, hash, norm_length, n_shingles, refs, blob, bands]
         new_where = []  # (analysis index, unit) of each new unit, in id order
@@ -1302,11 +1309,15 @@ class Index:
         return placed
 
     @staticmethod
-    def _next_id(conn, table: str) -> int:
-        """The id AUTOINCREMENT gives the next row of table (inside a write transaction)."""
-        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
-        largest = conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0]
-        return max(row[0] if row else 0, largest or 0) + 1
+    def _next_ids(conn) -> tuple[int, int]:
+        """The ids AUTOINCREMENT would give the next units row and docs row, in one statement
+        (inside a write transaction, where no one else inserts)."""
+        row = conn.execute(
+            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'units'), 0), "
+            "coalesce((SELECT max(id) FROM units), 0), "
+            "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'docs'), 0), "
+            "coalesce((SELECT max(id) FROM docs), 0)").fetchone()
+        return max(row[0], row[1]) + 1, max(row[2], row[3]) + 1
 
     def remove(self, key: str) -> bool:
         """Remove the document stored under `key` (and units no other document uses).
