@@ -410,7 +410,8 @@ def write_piece(shard, span, units, decided, reps, groups, config, mode, text_fi
     import pyarrow as pa
 
     from dedup.corpus import (
-        Decisions, Plan, Sketch, _flag_type, _report_schema, _write_record, batched, outcome,
+        Decisions, Outcome, Plan, Sketch, _flag_type, _report_schema, _write_record, batched,
+        outcome,
     )
     from dedup.io import JsonlWriter, ParquetWriter, TextWriter
 
@@ -459,10 +460,14 @@ def write_piece(shard, span, units, decided, reps, groups, config, mode, text_fi
     schema = _report_schema()
     columns = {name: [] for name in schema.names}
     counts = {"kept": 0, "modified": 0, "removed": 0, "flagged": 0, "records": 0}
+    unchanged = Outcome("kept", None, [])  # what outcome() says of a record nothing repeats
     index = 0
     for batch in batched(reader.records(wanted), batch_chars):
         for record in batch:
-            result = outcome(plan, index, record, config, mode)
+            if index >= n_records:
+                raise InputError(f"{shard.name}: the input changed between passes: "
+                                 f"{n_records} records read first, more then")
+            result = outcome(plan, index, record, config, mode) if wanted[index] else unchanged
             index += 1
             for row in result.rows:  # the columns of corpus._Report.add
                 columns["file"].append(shard.name)
