@@ -522,7 +522,7 @@ class _Cluster:
         self.ray = ray
         self.is_owner = not ray.is_initialized()
         if self.is_owner:
-            options = {"include_dashboard": False, "logging_level": logging.WARNING,
+            options = {"include_dashboard": False, "logging_level": logging.ERROR,
                        "log_to_driver": False}
             if address:
                 try:
