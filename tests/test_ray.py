@@ -205,3 +205,21 @@ def test_ray_address_needs_engine_ray(tmp_path, capsys):
     code, err = _error(capsys, ["run", str(tmp_path), "-o", str(tmp_path / "o"),
                                 "--ray-address", "auto"])
     assert code == 2 and "--ray-address needs --engine ray" in err
+
+
+def test_parquet_without_the_column_same_error_and_skip(ray_session, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rows = list(Generator(6, SHAPE).documents(40))
+    (folder / "a.jsonl").write_bytes(_lines(rows))
+    pq.write_table(pa.table({"body": ["no text column"]}), folder / "b.parquet")
+    argv = ["run", str(folder), "--quiet"]
+    local = _error(capsys, argv + ["-o", str(tmp_path / "l1")])
+    ray = _error(capsys, argv + ["-o", str(tmp_path / "r1"), "--engine", "ray"])
+    assert local[0] == ray[0] == 2 and ray[1] == local[1]
+    assert 'b.parquet: column "text" is missing' in ray[1] and ray[1].count("\n") == 1
+    assert main(argv + ["-o", str(tmp_path / "l2"), "--on-error", "skip"]) == 0
+    assert main(argv + ["-o", str(tmp_path / "r2"), "--on-error", "skip", "--engine", "ray"]) == 0
+    local_out = outputs(tmp_path / "l2")
+    assert outputs(tmp_path / "r2") == local_out
+    assert "b.parquet" not in local_out and b"b.parquet" in local_out["rejects.jsonl"]
