@@ -103,3 +103,12 @@ def test_missing_input_is_a_one_line_error(tmp_path, capsys):
     assert main(["plan", str(tmp_path / "nothing.jsonl")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such file" in err
+
+
+@pytest.mark.parametrize("command, example", [("plan", "dedup plan"),
+                                              ("run", "--engine ray --ray-address")])
+def test_help_shows_an_example(command, example):
+    from dedup.cli import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices[command]
+    assert "example:" in sub.format_help() and example in sub.format_help()
