@@ -396,6 +396,18 @@ def lookup_piece(units, local_units):
             units.unit_end[local_units])
 
 
+class _ByGroup:
+    """Values of some groups, indexed by group id (an int or an array of them) as the local
+    engine's arrays over all groups are: a write task holds only its piece's groups."""
+
+    def __init__(self, group_ids: np.ndarray, values, dtype):
+        self.group_ids = group_ids
+        self.values = np.asarray(values, dtype=dtype)
+
+    def __getitem__(self, group):
+        return self.values[np.searchsorted(self.group_ids, group)]
+
+
 def write_piece(shard, span, units, decided, reps, groups, config, mode, text_field, id_field,
                 flag_field, rejected_lines, is_skip, batch_chars, path, is_whole_rejected,
                 with_jsonl, kill):
@@ -439,9 +451,10 @@ def write_piece(shard, span, units, decided, reps, groups, config, mode, text_fi
     rep[local] = n_local + rep_slot
     group_of = np.full(n_local + n_reps, -1, dtype=np.int64)
     group_of[local] = group
-    # dicts indexed like the local engine's per-group arrays: only this piece's groups
-    sizes = {g: size for g, (size, _) in groups.items()}
-    lowest = {g: low for g, (_, low) in groups.items()}
+    # this piece's groups only, indexed like the local engine's per-group arrays
+    group_ids = np.array(sorted(groups), dtype=np.int64)
+    sizes = _ByGroup(group_ids, [groups[g][0] for g in group_ids.tolist()], np.int64)
+    lowest = _ByGroup(group_ids, [groups[g][1] for g in group_ids.tolist()], np.float64)
     plan = Plan(view, Decisions(kinds, sims, rep, group_of, sizes, lowest), {}, {})
     wanted = np.zeros(n_records, dtype=bool)
     wanted[units.unit_record[local]] = True
