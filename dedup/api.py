@@ -106,16 +106,17 @@ def removal_ranges(text: str, units: Units, removed) -> list[tuple[int, int]]:
     separation after it (a single or a blank line) is what remains between its neighbours; a
     unit sharing its line (a sentence) goes with the white space up to the next unit.
     """
-    line_index = units.lines - 1
+    line_index = (units.lines - 1).tolist()  # lists index faster than numpy scalars
+    starts, ends = units.starts.tolist(), units.ends.tolist()
     line_starts, line_ends = units.line_starts, units.line_ends
     n = len(units)
     ranges = []
     for k in sorted(removed):
-        start, end, line = int(units.starts[k]), int(units.ends[k]), int(line_index[k])
+        start, end, line = starts[k], ends[k], line_index[k]
         if k + 1 < n and line_index[k + 1] == line:
-            ranges.append((start, int(units.starts[k + 1])))
+            ranges.append((start, starts[k + 1]))
         elif k > 0 and line_index[k - 1] == line:
-            ranges.append((int(units.ends[k - 1]), end))
+            ranges.append((ends[k - 1], end))
         elif k > 0:
             ranges.append((line_ends[line_index[k - 1]], line_ends[line]))
         elif k + 1 < n:

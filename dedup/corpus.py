@@ -661,6 +661,27 @@ def _row(plan: Plan, record_id, unit, with_span) -> Duplicate:
     )
 
 
+def _rows(plan: Plan, record_id, units: np.ndarray, with_span: bool) -> list:
+    """_row() of each of units (sorted unit indices), the numpy lookups done once for all."""
+    if plan.seen is not None and plan.seen.is_matched[units].any():
+        return [_row(plan, record_id, unit, with_span) for unit in units.tolist()]
+    sk, dec = plan.sketch, plan.decisions
+    reps = dec.rep[units]
+    groups = dec.group[units]
+    rep_records = sk.unit_record[reps].tolist()
+    columns = zip(
+        sk.unit_start[units].tolist(), sk.unit_end[units].tolist(), dec.kind[units].tolist(),
+        dec.similarity[units].tolist(), rep_records, sk.unit_start[reps].tolist(),
+        sk.unit_end[reps].tolist(), groups.tolist(), dec.group_size[groups].tolist(),
+        dec.group_min_similarity[groups].tolist())
+    return [Duplicate(record_id, start if with_span else None, end if with_span else None,
+                      KINDS[kind], similarity, sk.record_id(rep_record),
+                      rep_start if with_span else None, rep_end if with_span else None,
+                      group, size, low)
+            for start, end, kind, similarity, rep_record, rep_start, rep_end, group, size, low
+            in columns]
+
+
 _UNCHANGED = Outcome("kept", None, ())  # a record none of whose units repeats
 
 
@@ -672,7 +693,7 @@ def outcome(plan: Plan, index: int, record: Record, config: Config, mode: str) -
     if len(repeats) == 0:
         return Outcome("kept", None, [])
     is_document = config.unit == "document"
-    rows = [_row(plan, record.id, u0 + int(k), not is_document) for k in repeats]
+    rows = _rows(plan, record.id, repeats + u0, not is_document)
     if mode == "flag":
         return Outcome("kept", None, rows)
     if is_document:
@@ -685,7 +706,7 @@ def outcome(plan: Plan, index: int, record: Record, config: Config, mode: str) -
     units = Units(sk.unit_start[u0:u1], sk.unit_end[u0:u1], *line_spans(text))
     pieces = []
     pos = 0
-    for start, end in removal_ranges(text, units, [int(k) for k in repeats]):
+    for start, end in removal_ranges(text, units, repeats.tolist()):
         pieces.append(text[pos:start])
         pos = end
     pieces.append(text[pos:])

@@ -26,7 +26,9 @@ class Units:
         self.ends = np.asarray(ends, dtype=np.int64)
         self.line_starts = line_starts
         self.line_ends = line_ends
-        self.lines = np.array([line_of(line_starts, s) for s in self.starts], dtype=np.int64)
+        # line_of for every unit at once (bisect_right is searchsorted's "right" side)
+        self.lines = np.searchsorted(np.asarray(line_starts, dtype=np.int64), self.starts,
+                                     side="right").astype(np.int64)
 
     def __len__(self):
         return self.starts.size
