@@ -20,9 +20,10 @@ decision is the local engine's decision, and the outputs are the same bytes.
    head when the bucket is larger than max_bucket, exactly as the local run. When all pairs of
    heads are few (config.exhaustive_pairs), the driver makes every pair instead.
 4. verify: candidate pairs are hash-partitioned by pair (each partition drops duplicates found
-   in several bands); each piece re-reads only the records holding a unit some partition needs,
-   shingles those units (dedup.corpus.prepare_sets) and sends each partition the sets it needs;
-   each partition verifies its pairs with kernels.verify.pair_similarities.
+   in several bands); each piece re-reads only the records holding a unit some partition needs
+   and sends each partition the text of the units it needs (UTF-8); each partition shingles
+   them (dedup.corpus.prepare_sets) and verifies its pairs with
+   kernels.verify.pair_similarities.
 5. groups, on the driver: dedup.corpus.decide over the verified pairs and the exact classes,
    renumbered densely (the order kept, so the groups are the same). It holds the repeated units
    only, never anything per unrepeated unit: measured about 1 KB per repeated unit, verified
@@ -139,15 +140,6 @@ def _split_by(partition: np.ndarray, n: int, *columns):
 
 def _packed(left, right):
     return (left.astype(np.uint64) << np.uint64(32)) | right.astype(np.uint64)
-
-
-def _csr_rows(values, offsets, rows):
-    """CSR of the chosen rows (int64 indices), without a Python loop."""
-    sizes = offsets[rows + 1] - offsets[rows]
-    new_offsets = np.zeros(rows.size + 1, dtype=np.int64)
-    np.cumsum(sizes, out=new_offsets[1:])
-    index = np.repeat(offsets[rows] - new_offsets[:-1], sizes) + np.arange(new_offsets[-1])
-    return values[index], new_offsets
 
 
 # --- stage tasks --------------------------------------------------------------------------------
@@ -283,14 +275,15 @@ def pair_partition(block_bounds, *parts):
     return (int(packed.size), packed, *blocks)
 
 
-def shingle_piece(shard, span, units, unit_offset, config, text_field, id_field, rejected_lines,
-                  is_skip, batch_chars, kill, *needs):
-    """Pass 2 over a piece: shingle sets of the units the pair partitions need.
+def texts_piece(shard, span, units, unit_offset, config, text_field, id_field, rejected_lines,
+                is_skip, batch_chars, kill, *needs):
+    """Pass 2 over a piece: the text of the units the pair partitions need (their shingle sets
+    are made where they are verified: UTF-8 text is about an eighth of the 8 bytes per
+    shingle, nearly one shingle per character, that sets would take).
     needs: per pair partition, the sorted global units it needs in this piece's block.
-    Returns per pair partition (units, normalized lengths, xxh64 of the normalized text,
-    shingles, offsets)."""
-    from dedup.corpus import batched, prepare_sets
-    from dedup.pipeline import codepoints
+    Returns per pair partition (units, their texts as one UTF-8 blob, their lengths in
+    characters)."""
+    from dedup.corpus import batched
 
     _task_setup()
     _maybe_die("verify", kill)
@@ -302,68 +295,52 @@ def shingle_piece(shard, span, units, unit_offset, config, text_field, id_field,
     is_needed = np.zeros(n_units, dtype=bool)
     for need in local_needs:
         is_needed[need] = True
-    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint64),
-             np.zeros(0, np.uint64), np.zeros(1, np.int64))
+    empty = (np.zeros(0, np.int64), b"", np.zeros(0, np.int64))
     if not is_needed.any():
         return tuple(empty for _ in needs) if len(needs) > 1 else empty
     wanted = np.zeros(units.n_records, dtype=bool)
     wanted[units.unit_record[is_needed]] = True
     reader = _reader_again(shard, span, text_field, id_field, rejected_lines, is_skip)
-    done_units, lengths, hashes, values, sizes = [], [], [], [], []
+    texts = {}
     next_record = 0
     for batch in batched(reader.records(wanted), batch_chars):
         r0, r1 = next_record, next_record + len(batch)
         next_record = r1
         u0, u1 = int(units.record_units[r0]), int(units.record_units[r1])
         batch_units = np.flatnonzero(is_needed[u0:u1]) + u0
-        if batch_units.size == 0:
-            continue
-        # as dedup.corpus.verify: code points of the records holding a needed unit
-        records = np.unique(units.unit_record[batch_units])
-        texts = [batch[r - r0].text for r in records.tolist()]
-        text_lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-        base = np.zeros(records.size, dtype=np.int64)
-        np.cumsum(text_lengths[:-1], out=base[1:])
-        where = np.searchsorted(records, units.unit_record[batch_units])
-        prepared = prepare_sets(codepoints("".join(texts)),
-                                units.unit_start[batch_units] + base[where],
-                                units.unit_end[batch_units] + base[where], config)
-        done_units.append(batch_units)
-        lengths.append(prepared.norm_lengths)
-        hashes.append(prepared.hashes)
-        values.append(prepared.shingles)
-        sizes.append(prepared.sizes)
+        for unit, record, start, end in zip(
+                batch_units.tolist(), units.unit_record[batch_units].tolist(),
+                units.unit_start[batch_units].tolist(), units.unit_end[batch_units].tolist()):
+            texts[unit] = batch[record - r0].text[start:end]
     if next_record != units.n_records:
         raise InputError(f"{shard.name}: the input changed between passes: {units.n_records} "
                          f"records read first, {next_record} then")
-    done_units = np.concatenate(done_units)
-    lengths, hashes = np.concatenate(lengths), np.concatenate(hashes)
-    values = np.concatenate(values)
-    offsets = np.zeros(done_units.size + 1, dtype=np.int64)
-    np.cumsum(np.concatenate(sizes), out=offsets[1:])
     out = []
     for need in local_needs:
-        rows = np.searchsorted(done_units, need)
-        shingles, shingle_offsets = _csr_rows(values, offsets, rows)
-        out.append((need + unit_offset, lengths[rows], hashes[rows], shingles, shingle_offsets))
+        pieces = [texts[u] for u in need.tolist()]
+        out.append((need + unit_offset, "".join(pieces).encode("utf-8", "surrogatepass"),
+                    np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))))
     return tuple(out) if len(out) > 1 else out[0]
 
 
 def verify_partition(packed, config, *parts):
-    """Exact verification of one pair partition. parts: per piece, what shingle_piece sent.
+    """Exact verification of one pair partition. parts: per piece, what texts_piece sent;
+    the shingle sets are made here by dedup.corpus.prepare_sets, as pass 2 of the local engine
+    makes them (normalization sees one unit at a time, so a unit's text alone gives its set).
     Returns ((left, right, jaccard, containment) of the repeats, (units, normalized lengths,
-    shingle counts, normalized xxh64) of their units, shingles held)."""
+    shingle counts, normalized xxh64) of their units, shingles held, bytes received)."""
+    from dedup.corpus import prepare_sets
     from dedup.kernels.verify import pair_similarities
-    from dedup.pipeline import is_edge
+    from dedup.pipeline import codepoints, is_edge
 
     _task_setup()
     units = np.concatenate([p[0] for p in parts])
-    lengths = np.concatenate([p[1] for p in parts])
-    hashes = np.concatenate([p[2] for p in parts])
-    values = np.concatenate([p[3] for p in parts])
-    sizes = np.concatenate([np.diff(p[4]) for p in parts])
-    offsets = np.zeros(units.size + 1, dtype=np.int64)
-    np.cumsum(sizes, out=offsets[1:])
+    text = b"".join(p[1] for p in parts).decode("utf-8", "surrogatepass")
+    ends = np.cumsum(np.concatenate([p[2] for p in parts]))
+    starts = ends - np.concatenate([p[2] for p in parts])
+    prepared = prepare_sets(codepoints(text), starts, ends, config)
+    lengths, hashes, sizes = prepared.norm_lengths, prepared.hashes, prepared.sizes
+    values, offsets = prepared.shingles, prepared.shingle_offsets
     left = (packed >> np.uint64(32)).astype(np.int64)
     right = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
     li, ri = np.searchsorted(units, left), np.searchsorted(units, right)
@@ -372,8 +349,7 @@ def verify_partition(packed, config, *parts):
     rows = np.unique(np.concatenate([li[keep], ri[keep]]))
     return ((left[keep], right[keep], jac[keep], cont[keep]),
             (units[rows], lengths[rows], sizes[rows], hashes[rows]), int(values.size),
-            sum(p[0].nbytes + p[1].nbytes + p[2].nbytes + p[3].nbytes + p[4].nbytes
-                for p in parts))
+            sum(p[0].nbytes + len(p[1]) + p[2].nbytes for p in parts))
 
 
 def tried_partition(packed, involved):
@@ -554,7 +530,7 @@ class _Cluster:
         self.cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.remote = {fn.__name__: ray.remote(fn) for fn in (
             split_shard, sketch_piece, exact_partition, band_partition, pair_partition,
-            shingle_piece, verify_partition, tried_partition, lookup_piece, write_piece)}
+            texts_piece, verify_partition, tried_partition, lookup_piece, write_piece)}
 
     def call(self, name, *args, num_returns=1):
         return self.remote[name].options(num_returns=num_returns).remote(*args)
@@ -736,7 +712,7 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
         for k, piece in enumerate(pieces):
             meta = metas[k]
             shingled.append(cluster.call(
-                "shingle_piece", shards[piece.shard], piece.span, unit_refs[k],
+                "texts_piece", shards[piece.shard], piece.span, unit_refs[k],
                 int(unit_offsets[k]), config, text_field, id_field, meta["rejected_lines"],
                 is_skip, batch_chars, kill, *[refs[2 + block_of[k]] for refs in paired],
                 num_returns=n_parts))
@@ -750,14 +726,14 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
         edges = Edges(*(c[order] for c in columns))
         stats = [np.concatenate([v[1][c] for v in verified]) for c in range(4)]
         held = max((v[2] for v in verified), default=0)
-        shuffled["shingle_sets"] += sum(v[3] for v in verified)
+        shuffled["unit_texts"] += sum(v[3] for v in verified)
         shuffled["candidate_pairs"] += 16 * n_pairs
         return [refs[1] for refs in paired], n_pairs, edges, stats, held
 
     # 4. verify
     shuffled = {"exact_hashes": sum(m["hash_bytes"] for m in metas),
                 "band_keys": sum(m["band_bytes"] for m in metas),
-                "candidate_pairs": 0, "shingle_sets": 0}
+                "candidate_pairs": 0, "unit_texts": 0}
     clock = time.perf_counter()
     _stage(quiet, stream, "verify")
     pair_refs, n_candidates, edges, unit_stats, peak_held = verify_round(pair_sources)
