@@ -65,10 +65,11 @@ COSTS["sentence"] = COSTS["paragraph"]  # not measured separately: paragraphs ar
 # of the process; its tasks took about 1.4 times the local engine's CPU time for the same
 # stages; about 0.5 GB per worker process with 33 MB pieces; the driver peaked at 316 MB
 # (document) and 418 MB (paragraph, 103,330 repeated units) over a ~300 MB base: ~1 KB per
-# repeated unit. Shingle sets shuffled per input byte: 1.89 (document), 1.66 (paragraph).
+# repeated unit. Unit text shuffled to the verify partitions per input byte: 0.37 (document),
+# 0.29 (paragraph).
 RAY = {"start_s": 12.0, "task_factor": 1.4, "worker_mb": 500.0, "driver_base_mb": 300.0,
        "driver_repeated_bytes": 1000.0,
-       "shingle_bytes_per_byte": {"document": 1.89, "paragraph": 1.66, "sentence": 1.66}}
+       "text_bytes_per_byte": {"document": 0.37, "paragraph": 0.29, "sentence": 0.29}}
 STAGES = ("sketch", "candidates", "verify", "group", "write")
 
 
@@ -187,7 +188,7 @@ def estimate(inputs, config: Config | None = None, *, mode="collapse", text_fiel
     shuffle = {
         "band_keys_mb": units * n_bands * 26 / 1e6,
         "exact_hashes_mb": units * 16 / 1e6,
-        "shingles_mb": mb * RAY["shingle_bytes_per_byte"][config.unit],
+        "unit_texts_mb": mb * RAY["text_bytes_per_byte"][config.unit],
     }
     # every stage but the grouping is divided among the cluster's CPUs; grouping runs on the
     # driver, one core
