@@ -119,6 +119,8 @@ def discover(inputs: list[str]) -> list[Shard]:
             if not found:
                 raise InputError(f"{name}: pattern matches no corpus files")
             paths.extend(found)
+        elif path.exists():  # a FIFO, socket or device: its bytes cannot be read three times
+            raise InputError(f"{path}: not a regular file or folder")
         else:
             raise InputError(f"{path}: no such file or folder")
     unique = []
@@ -128,13 +130,15 @@ def discover(inputs: list[str]) -> list[Shard]:
         if key not in seen:
             seen.add(key)
             unique.append(path)
-    resolved = [p.resolve() for p in unique]
-    root = Path(os.path.commonpath([str(p.parent) for p in resolved]))
+    # outputs are named as the inputs were given (a symbolic link by its own name, not its
+    # target's), relative to the folder that holds them all
+    absolute = [Path(os.path.abspath(p)) for p in unique]
+    root = Path(os.path.commonpath([str(p.parent) for p in absolute]))
     shards = []
     names = set()
-    for path, full in zip(unique, resolved):
+    for path, full in zip(unique, absolute):
         name = full.relative_to(root).as_posix()
-        if name in names:  # cannot happen with distinct resolved paths; guard anyway
+        if name in names:  # cannot happen with distinct absolute paths; guard anyway
             raise InputError(f"{path}: two inputs would be written to the same output {name}")
         names.add(name)
         fmt, compression = shard_format(path)

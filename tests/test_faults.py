@@ -274,7 +274,7 @@ def test_unreadable_inputs_get_one_line(capsys, tmp_path):
     os.mkfifo(fifo)  # reading it would hang: it must not be opened
     mem = tmp_path / "mem.jsonl"
     mem.symlink_to("/proc/self/mem")  # a regular file whose read fails (EIO)
-    for path, words in ((folder_like, "holds no"), (fifo, "no such file"),
+    for path, words in ((folder_like, "holds no"), (fifo, "fifo.jsonl: not a regular file"),
                         (mem, "Input/output error")):
         out = tmp_path / f"out-{path.name}"
         code, err = run(capsys, path, "-o", out, "--quiet")
@@ -284,7 +284,7 @@ def test_unreadable_inputs_get_one_line(capsys, tmp_path):
     out = tmp_path / "out-mem-skip"
     code, err = run(capsys, mem, "-o", out, "--quiet", "--on-error", "skip")
     assert code == 0, err
-    assert [r["file"] for r in rejects(out)] == ["mem"]  # named as resolved: the link's target
+    assert [r["file"] for r in rejects(out)] == ["mem.jsonl"]  # the link's name, as given
 
 
 # --- outputs that cannot be written ------------------------------------------------------------

@@ -76,6 +76,15 @@ def test_discover_folders_globs_and_names(tmp_path):
     assert shard_format(tmp_path / "x.JSONL.ZST") == ("jsonl", "zst")
 
 
+def test_a_symbolic_link_is_named_as_given(tmp_path):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "blob-7f3a.jsonl").write_bytes(b'{"text": "one"}\n')
+    (tmp_path / "day1.jsonl").symlink_to(tmp_path / "store" / "blob-7f3a.jsonl")
+    (tmp_path / "again.jsonl").symlink_to(tmp_path / "day1.jsonl")
+    shards = discover([str(tmp_path / "day1.jsonl"), str(tmp_path / "again.jsonl")])
+    assert [s.name for s in shards] == ["day1.jsonl"]  # one file, read once, named as given
+
+
 BAD = [
     (b'{"text": "ok"}\n{"text": "broken\n', 2, "not valid JSON"),
     (b'{"text": "ok"}\n{"body": "x"}\n', 2,
