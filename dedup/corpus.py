@@ -1052,8 +1052,6 @@ def run_files(inputs, outdir, config: Config, mode: str = "collapse", *, text_fi
 
 def _run(shards, work, config, mode, text_field, id_field, on_error, flag_field,
          duplicates_jsonl, batch_chars, progress, seen=None):
-    from dedup import __version__
-
     rejects_path = work / REJECTS
     rejects_file = open(rejects_path, "wb") if on_error == "skip" else None
     n_rejected = 0
@@ -1136,6 +1134,16 @@ def _run(shards, work, config, mode, text_field, id_field, on_error, flag_field,
     plan.timings["write"] = time.perf_counter() - clock
     counts["units_repeated"] = int(np.count_nonzero(plan.decisions.kind))
     counts.update(plan.stats)
+    return run_summary(shards, work, rejected_shards, report, config, mode, text_field,
+                       id_field, on_error, flag_field, counts, plan.timings)
+
+
+def run_summary(shards, work: Path, rejected_shards, report, config: Config, mode, text_field,
+                id_field, on_error, flag_field, counts, timings) -> tuple[dict, list[str]]:
+    """(summary.json's content, the names of the output files) of a finished run; shared by
+    the local and the Ray engine, whose summaries differ only in what an engine adds."""
+    from dedup import __version__
+
     names = [s.name for s in shards if s.name not in rejected_shards and (work / s.name).exists()]
     names += [p.name for p in report.paths]
     if on_error == "skip":
@@ -1147,12 +1155,12 @@ def _run(shards, work, config, mode, text_field, id_field, on_error, flag_field,
         "level": config.unit,
         "mode": mode,
         "settings": {**config.to_dict(), "text_field": text_field, "id_field": id_field,
-                     "on_error": on_error, "flag_field": flag_field if is_flag else None,
+                     "on_error": on_error, "flag_field": flag_field if mode == "flag" else None,
                      "bands_rows": list(config.band_rows)},
         "counts": counts,
         "duplicate_rows": report.n_rows,
         "bytes_read": sum(s.size for s in shards),
-        "timings": {k: round(v, 3) for k, v in plan.timings.items()},
+        "timings": {k: round(v, 3) for k, v in timings.items()},
     }
     return summary, names
 

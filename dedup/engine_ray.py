@@ -630,7 +630,7 @@ def _stage(quiet, stream, text):
 
 def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, flag_field,
          duplicates_jsonl, batch_chars, piece_bytes, partitions, kill, quiet, stream):
-    from dedup import __version__, corpus
+    from dedup import corpus
     from dedup.pipeline import Edges
 
     is_skip = on_error == "skip"
@@ -850,28 +850,12 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
         "peak_cached_shingles": int(peak_held),
     })
     timings["write"] = time.perf_counter() - clock
-    names = [s.name for s in shards if s.name not in rejected_shards and (work / s.name).exists()]
-    names += [p.name for p in report.paths]
-    if is_skip:
-        names.append(corpus.REJECTS)
-    is_flag = mode == "flag"
-    summary = {
-        "version": __version__,
-        "complete": True,
-        "inputs": [str(s.path) for s in shards],
-        "level": config.unit,
-        "mode": mode,
-        "settings": {**config.to_dict(), "text_field": text_field, "id_field": id_field,
-                     "on_error": on_error, "flag_field": flag_field if is_flag else None,
-                     "bands_rows": list(config.band_rows)},
-        "counts": counts,
-        "duplicate_rows": report.n_rows,
-        "bytes_read": sum(s.size for s in shards),
-        "timings": {k: round(v, 3) for k, v in timings.items()},
-        "engine": {"name": "ray", "cpus": cluster.cpus, "pieces": len(pieces),
-                   "partitions": n_parts, "driver_peak_rss_mb": _peak_rss_mb(),
-                   "shuffled_mb": {k: round(v / 1e6, 1) for k, v in shuffled.items()}},
-    }
+    summary, names = corpus.run_summary(shards, work, rejected_shards, report, config, mode,
+                                        text_field, id_field, on_error, flag_field, counts,
+                                        timings)
+    summary["engine"] = {"name": "ray", "cpus": cluster.cpus, "pieces": len(pieces),
+                         "partitions": n_parts, "driver_peak_rss_mb": _peak_rss_mb(),
+                         "shuffled_mb": {k: round(v / 1e6, 1) for k, v in shuffled.items()}}
     return summary, names
 
 
