@@ -43,7 +43,7 @@ from dedup.kernels.band import band_keys, candidate_pairs
 from dedup.kernels.minhash import EMPTY_SLOT
 from dedup.kernels.normalize import normalize_units
 from dedup.kernels.shingle import (
-    CHAR, WORD, compact_sorted, raw_shingles, shingle_units, unit_hashes,
+    CHAR, WORD, compact_sorted_inplace, raw_shingles, shingle_units, unit_hashes,
 )
 from dedup.kernels.unionfind import connected_components
 from dedup.kernels.verify import pair_similarities
@@ -301,9 +301,11 @@ def prepare_sets(cps, starts, ends, config: Config) -> Prepared:
     numpy's sort is about twice numba's on these arrays (20,000 segments of 2,400 uint64: 0.46
     s against 1.09 s on two threads), and pass 2 spends most of its time here. The kernels
     write every unit's shingles into one buffer (raw_shingles), numpy sorts each segment in
-    place on the kernels' threads (it releases the GIL), and compact_sorted keeps the distinct
-    ones. Batches of short units still go through shingle_units: there the per-unit call
-    would cost more than the sort. tests/test_corpus.py checks both against prepare().
+    place on the kernels' threads (it releases the GIL), and compact_sorted_inplace packs the
+    distinct ones to the front of the same buffer. Batches of short units still go through
+    shingle_units: there the per-unit call would cost more than the sort.
+    tests/test_corpus.py checks both against prepare(). cps should be a temporary of the
+    caller (prepare_sets(codepoints(text), ...)): it is released as soon as it is normalized.
     """
     table, exp_offsets, exp_values = load_table()
     is_word = config.shingle == "word"
@@ -316,11 +318,14 @@ def prepare_sets(cps, starts, ends, config: Config) -> Prepared:
     if lengths.size == 0 or lengths.mean() < SHORT_UNITS:
         shingles, offsets = shingle_units(norm, norm_offsets, config.ngram, mode, SHINGLE_SEED)
         return Prepared(lengths, shingles, offsets, hashes)
+    # peak memory of one 50M-character record (and one other) through dedup run: 1.00 GB with
+    # cps held and a second buffer for the distinct shingles, 0.81 GB without either
+    del cps
     raw, raw_offsets = raw_shingles(norm, norm_offsets, config.ngram, mode, SHINGLE_SEED)
     del norm
     sort_segments(raw, raw_offsets)
-    shingles, offsets = compact_sorted(raw, raw_offsets)
-    return Prepared(lengths, shingles, offsets, hashes)
+    n_values, offsets = compact_sorted_inplace(raw, raw_offsets)
+    return Prepared(lengths, raw[:n_values], offsets, hashes)
 
 
 _SORT_POOL = (0, None)  # (threads, ThreadPoolExecutor)

@@ -181,32 +181,32 @@ def raw_shingles(values, offsets, n, mode, seed):
 
 
 @njit(cache=True, parallel=True)
-def compact_sorted(raw, raw_offsets):
-    """CSR of the distinct values of each segment of raw, whose segments are each sorted.
+def compact_sorted_inplace(raw, raw_offsets):
+    """The distinct values of each segment of raw (each segment sorted), as CSR, in raw itself:
+    no second buffer of 8 bytes a value. They are moved to their segment's start (in
+    parallel), then the segments are packed to the front of raw in order (a segment only
+    moves left, over segments already packed).
 
-    Returns (values uint64[m], offsets int64[n_units + 1]).
+    Returns (n_values, offsets int64[n_units + 1]); the values are raw[:n_values].
     """
     n_units = raw_offsets.size - 1
     counts = np.zeros(n_units, dtype=np.int64)
     for unit in prange(n_units):
         lo, hi = raw_offsets[unit], raw_offsets[unit + 1]
-        count = 0
+        pos = lo
         for i in range(lo, hi):
-            if i == lo or raw[i] != raw[i - 1]:
-                count += 1
-        counts[unit] = count
+            if i == lo or raw[i] != raw[pos - 1]:
+                raw[pos] = raw[i]
+                pos += 1
+        counts[unit] = pos - lo
     offsets = np.zeros(n_units + 1, dtype=np.int64)
     for unit in range(n_units):
-        offsets[unit + 1] = offsets[unit] + counts[unit]
-    values = np.empty(offsets[n_units], dtype=np.uint64)
-    for unit in prange(n_units):
-        lo, hi = raw_offsets[unit], raw_offsets[unit + 1]
-        pos = offsets[unit]
-        for i in range(lo, hi):
-            if i == lo or raw[i] != raw[i - 1]:
-                values[pos] = raw[i]
-                pos += 1
-    return values, offsets
+        lo = raw_offsets[unit]
+        dest = offsets[unit]
+        for i in range(counts[unit]):
+            raw[dest + i] = raw[lo + i]
+        offsets[unit + 1] = dest + counts[unit]
+    return offsets[n_units], offsets
 
 
 @njit(cache=True, parallel=True)

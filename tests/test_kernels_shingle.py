@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 import reference
 from dedup.kernels.shingle import (
-    CHAR, WORD, compact_sorted, raw_shingles, shingle_units, unit_hashes,
+    CHAR, WORD, compact_sorted_inplace, raw_shingles, shingle_units, unit_hashes,
 )
 
 WORDS = st.lists(st.sampled_from(["a", "bb", "ccc", "في", "البيت", "x1"]), max_size=12)
@@ -42,14 +42,15 @@ def test_raw_shingles_are_every_gram_in_text_order(strings, n):
 
 
 @given(st.lists(st.lists(st.integers(0, 5), max_size=10), max_size=6))
-def test_compact_sorted_keeps_the_distinct_values_of_each_segment(segments):
+def test_compact_sorted_inplace_keeps_the_distinct_values_of_each_segment(segments):
     values = np.array(sorted_concat := [v for seg in segments for v in sorted(seg)],
                       dtype=np.uint64)
     offsets = np.zeros(len(segments) + 1, dtype=np.int64)
     np.cumsum([len(seg) for seg in segments], out=offsets[1:])
     assert values.size == len(sorted_concat)
-    out, out_offsets = compact_sorted(values, offsets)
-    assert [unit.tolist() for unit in units_of(out, out_offsets)] == \
+    n_values, out_offsets = compact_sorted_inplace(values, offsets)
+    assert n_values == out_offsets[-1]
+    assert [unit.tolist() for unit in units_of(values[:n_values], out_offsets)] == \
         [sorted(set(seg)) for seg in segments]
 
 
@@ -60,9 +61,9 @@ def test_raw_then_sorted_and_compacted_equals_shingle_units(strings, n, mode):
 
     raw, raw_offsets = raw_shingles(*csr(strings), n, mode, np.uint64(0))
     sort_segments(raw, raw_offsets)
-    ours = compact_sorted(raw, raw_offsets)
+    n_values, offsets = compact_sorted_inplace(raw, raw_offsets)
     expected = shingle_units(*csr(strings), n, mode, np.uint64(0))
-    assert np.array_equal(ours[0], expected[0]) and np.array_equal(ours[1], expected[1])
+    assert np.array_equal(raw[:n_values], expected[0]) and np.array_equal(offsets, expected[1])
 
 
 @given(st.lists(WORDS, max_size=5), st.integers(1, 4))
