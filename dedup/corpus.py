@@ -42,15 +42,13 @@ from dedup.io import (
 from dedup.kernels.band import band_keys, candidate_pairs
 from dedup.kernels.minhash import EMPTY_SLOT
 from dedup.kernels.normalize import normalize_units
-from dedup.kernels.shingle import (
-    CHAR, WORD, compact_sorted_inplace, raw_shingles, shingle_units, unit_hashes,
-)
+from dedup.kernels.shingle import unit_hashes
 from dedup.kernels.unionfind import connected_components
 from dedup.kernels.verify import pair_similarities
 from dedup.normtable import load_table
 from dedup.pipeline import (
-    CONTAINED, EXACT, NEAR, SHINGLE_SEED, UNIT_HASH_SEED, Edges, Prepared, build_groups,
-    codepoints, exact_classes, is_edge, packed_pairs, utf8_signatures,
+    CONTAINED, EXACT, NEAR, UNIT_HASH_SEED, Edges, Prepared, build_groups, codepoints,
+    exact_classes, is_edge, packed_pairs, shingle_sets, utf8_signatures,
 )
 from dedup.units import Units, line_spans, paragraph_spans, split_units
 
@@ -63,7 +61,6 @@ _KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}
 # a non-blank line without its surrounding white space (\s is str.isspace); the lines are
 # those of dedup.units: broken at \r\n, \n or \r only
 RAW_HASH_SEED = 0x5EED
-SHORT_UNITS = 256  # mean normalized length under which prepare_sets leaves sorting to numba
 
 
 @dataclass(frozen=True)
@@ -295,65 +292,23 @@ def candidates(sk: Sketch, heads: np.ndarray, config: Config):
 
 
 def prepare_sets(cps, starts, ends, config: Config) -> Prepared:
-    """The same Prepared as pipeline.prepare (lengths, sorted distinct shingles, hashes), with
-    each unit's shingles sorted by numpy instead of inside shingle_units.
-
-    numpy's sort is about twice numba's on these arrays (20,000 segments of 2,400 uint64: 0.46
-    s against 1.09 s on two threads), and pass 2 spends most of its time here. The kernels
-    write every unit's shingles into one buffer (raw_shingles), numpy sorts each segment in
-    place on the kernels' threads (it releases the GIL), and compact_sorted_inplace packs the
-    distinct ones to the front of the same buffer. Batches of short units still go through
-    shingle_units: there the per-unit call would cost more than the sort.
-    tests/test_corpus.py checks both against prepare(). cps should be a temporary of the
-    caller (prepare_sets(codepoints(text), ...)): it is released as soon as it is normalized.
+    """The same Prepared as pipeline.prepare (lengths, sorted distinct shingles, hashes) of the
+    units cps[starts[u]:ends[u]], holding less memory at once: cps should be a temporary of
+    the caller (prepare_sets(codepoints(text), ...)), released as soon as it is normalized,
+    and the normalized text is released once shingled. One 50M-character record plus one other
+    (every pair verified): peak RSS 1.00 GB with both held and a second buffer for the
+    distinct shingles, 0.81 GB without. tests/test_corpus.py checks it against prepare().
     """
     table, exp_offsets, exp_values = load_table()
-    is_word = config.shingle == "word"
     norm, norm_offsets, _ = normalize_units(cps, np.asarray(starts, dtype=np.int64),
                                             np.asarray(ends, dtype=np.int64), table,
-                                            exp_offsets, exp_values, is_word, False)
+                                            exp_offsets, exp_values, config.shingle == "word",
+                                            False)
+    del cps
     hashes = unit_hashes(norm, norm_offsets, UNIT_HASH_SEED)
     lengths = np.diff(norm_offsets)
-    mode = WORD if is_word else CHAR
-    if lengths.size == 0 or lengths.mean() < SHORT_UNITS:
-        shingles, offsets = shingle_units(norm, norm_offsets, config.ngram, mode, SHINGLE_SEED)
-        return Prepared(lengths, shingles, offsets, hashes)
-    # peak memory of one 50M-character record (and one other) through dedup run: 1.00 GB with
-    # cps held and a second buffer for the distinct shingles, 0.81 GB without either
-    del cps
-    raw, raw_offsets = raw_shingles(norm, norm_offsets, config.ngram, mode, SHINGLE_SEED)
-    del norm
-    sort_segments(raw, raw_offsets)
-    n_values, offsets = compact_sorted_inplace(raw, raw_offsets)
-    return Prepared(lengths, raw[:n_values], offsets, hashes)
-
-
-_SORT_POOL = (0, None)  # (threads, ThreadPoolExecutor)
-
-
-def sort_segments(values: np.ndarray, offsets: np.ndarray):
-    """Sort each segment values[offsets[k]:offsets[k + 1]] in place with numpy, split over
-    numba's thread count (numba.get_num_threads(), so --workers holds) in contiguous runs of
-    about equal size."""
-    global _SORT_POOL
-    import numba
-
-    def sort_run(bounds):
-        for lo, hi in bounds:
-            values[lo:hi].sort()
-
-    bounds = list(zip(offsets[:-1].tolist(), offsets[1:].tolist()))
-    n_threads = min(numba.get_num_threads(), len(bounds))
-    if n_threads <= 1 or values.size < 1 << 16:
-        sort_run(bounds)
-        return
-    if _SORT_POOL[0] < n_threads:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _SORT_POOL = (n_threads, ThreadPoolExecutor(n_threads, thread_name_prefix="dedup-sort"))
-    cuts = np.searchsorted(offsets, np.linspace(0, values.size, n_threads + 1)[1:-1])
-    runs = np.split(np.arange(len(bounds)), cuts)
-    list(_SORT_POOL[1].map(sort_run, [[bounds[k] for k in run.tolist()] for run in runs]))
+    shingles, offsets = shingle_sets(norm, norm_offsets, config)
+    return Prepared(lengths, shingles, offsets, hashes)
 
 
 def verify(batches, sk: Sketch, left, right, config: Config, progress=None, retain=None,

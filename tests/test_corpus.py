@@ -379,7 +379,7 @@ def test_prepare_sets_equals_prepare(shingle, ngram, short, seed_text):
 
     config = Config(unit="paragraph", shingle=shingle, ngram=ngram)
     texts = [t for _, t in small_corpus(4, 40)] + [seed_text, "ﬁne \ud800 ١٢٣ Ⅻ", "", "a", "!!"]
-    if short:  # below SHORT_UNITS on average: the shingle_units branch
+    if short:  # below pipeline.SHORT_UNITS on average: the shingle_units branch
         texts = [t[:40] for t in texts]
     text = "".join(texts)
     lengths = np.array([len(t) for t in texts])

@@ -57,7 +57,7 @@ def test_compact_sorted_inplace_keeps_the_distinct_values_of_each_segment(segmen
 @given(st.lists(st.text(alphabet="abcدهو ", max_size=30), max_size=6), st.integers(1, 6),
        st.sampled_from([CHAR, WORD]))
 def test_raw_then_sorted_and_compacted_equals_shingle_units(strings, n, mode):
-    from dedup.corpus import sort_segments
+    from dedup.pipeline import sort_segments
 
     raw, raw_offsets = raw_shingles(*csr(strings), n, mode, np.uint64(0))
     sort_segments(raw, raw_offsets)
@@ -111,7 +111,7 @@ def test_no_units(mode):
 def test_sort_segments_on_threads_sorts_every_segment(rng):
     import numba
 
-    from dedup.corpus import sort_segments
+    from dedup.pipeline import sort_segments
 
     sizes = rng.integers(0, 3000, 400)
     offsets = np.zeros(sizes.size + 1, dtype=np.int64)
