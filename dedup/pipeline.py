@@ -17,9 +17,7 @@ from dedup.config import Config
 from dedup.kernels.band import band_keys, candidate_pairs
 from dedup.kernels.minhash import minhash_signatures, minhash_utf8
 from dedup.kernels.normalize import normalize_units
-from dedup.kernels.shingle import (
-    CHAR, WORD, compact_sorted_inplace, raw_shingles, shingle_units, unit_hashes,
-)
+from dedup.kernels.shingle import CHAR, WORD, shingle_units, unit_hashes
 from dedup.kernels.unionfind import connected_components
 from dedup.kernels.verify import pair_similarities
 from dedup.normtable import load_table
@@ -99,22 +97,19 @@ SHORT_UNITS = 256  # mean normalized length under which shingle_sets leaves sort
 
 
 def shingle_sets(norm, norm_offsets, config: Config):
-    """Sorted distinct shingle hashes (CSR) of normalized units, as shingle_units gives them.
+    """Sorted distinct shingle hashes (CSR) of normalized units (shingle_units).
 
-    numpy sorts each unit's shingles in place (sort_segments) and compact_sorted_inplace packs
-    the distinct ones: numpy's sort beat numba's 3-4x at every size from 150 to 5,000 values,
-    and a 2-5 KB document with its paragraphs takes 0.21-0.32 ms this way against 0.39-0.47
-    ms through shingle_units (one thread). Units shorter than SHORT_UNITS on average go through
-    shingle_units, where one Python call per unit would cost more than the sort.
+    numpy sorts each unit's shingles in place (sort_segments): numpy's sort beat numba's 3-4x
+    at every size from 150 to 5,000 values, and a 2-5 KB document with its paragraphs takes
+    0.21-0.32 ms this way against 0.39-0.47 ms with numba's sort (one thread). Units shorter
+    than SHORT_UNITS on average keep numba's sort, where one Python call per unit would cost
+    more than the sort.
     """
     mode = WORD if config.shingle == "word" else CHAR
     lengths = np.diff(norm_offsets)
-    if lengths.size == 0 or lengths.mean() < SHORT_UNITS:
-        return shingle_units(norm, norm_offsets, config.ngram, mode, SHINGLE_SEED)
-    raw, raw_offsets = raw_shingles(norm, norm_offsets, config.ngram, mode, SHINGLE_SEED)
-    sort_segments(raw, raw_offsets)
-    n_values, offsets = compact_sorted_inplace(raw, raw_offsets)
-    return raw[:n_values], offsets
+    is_short = lengths.size == 0 or lengths.mean() < SHORT_UNITS
+    return shingle_units(norm, norm_offsets, config.ngram, mode, SHINGLE_SEED,
+                         None if is_short else sort_segments)
 
 
 _SORT_POOL = (0, None)  # (threads, ThreadPoolExecutor)

@@ -113,55 +113,31 @@ def _fill_shingles(values, lo, hi, n, mode, seed, out):
     return _fill_ngrams(_word_hashes(values, lo, hi, seed), n, seed, out)
 
 
-@njit(cache=True)
-def _sort_unique(arr):
-    """Sort arr in place and move its distinct values to the front; returns their count."""
-    if arr.size == 0:
-        return 0
-    arr.sort()
-    n_unique = 1
-    for i in range(1, arr.size):
-        if arr[i] != arr[n_unique - 1]:
-            arr[n_unique] = arr[i]
-            n_unique += 1
-    return n_unique
-
-
 @njit(cache=True, parallel=True)
-def shingle_units(values, offsets, n, mode, seed):
+def _sort_each(raw, raw_offsets):
+    """Sort each segment raw[raw_offsets[k]:raw_offsets[k + 1]] in place (numba's sort)."""
+    for unit in prange(raw_offsets.size - 1):
+        raw[raw_offsets[unit]:raw_offsets[unit + 1]].sort()
+
+
+def shingle_units(values, offsets, n, mode, seed, sort_each=None):
     """Sorted, distinct shingle hashes of each normalized unit.
 
     values: int32 normalized code points, offsets: int64[n_units + 1] (from normalize_units);
-    n: n-gram size; mode: CHAR or WORD; seed: uint64.
+    n: n-gram size; mode: CHAR or WORD; seed: uint64. sort_each(raw, raw_offsets) sorts each
+    unit's shingles in place (default: numba's sort, in parallel over units; the engine passes
+    numpy's for long units): raw_shingles, then the sort, then compact_sorted_inplace.
     Returns (shingles uint64[m], shingle_offsets int64[n_units + 1]).
     """
-    seed = np.uint64(seed)
-    n_units = offsets.size - 1
-    raw_offsets = np.zeros(n_units + 1, dtype=np.int64)
-    counts = np.zeros(n_units, dtype=np.int64)
-    for unit in prange(n_units):
-        counts[unit] = _n_shingles(values, offsets[unit], offsets[unit + 1], n, mode)
-    for unit in range(n_units):
-        raw_offsets[unit + 1] = raw_offsets[unit] + counts[unit]
-    raw = np.empty(raw_offsets[n_units], dtype=np.uint64)
-    for unit in prange(n_units):
-        part = raw[raw_offsets[unit]:raw_offsets[unit + 1]]
-        _fill_shingles(values, offsets[unit], offsets[unit + 1], n, mode, seed, part)
-        counts[unit] = _sort_unique(part)
-    shingle_offsets = np.zeros(n_units + 1, dtype=np.int64)
-    for unit in range(n_units):
-        shingle_offsets[unit + 1] = shingle_offsets[unit] + counts[unit]
-    shingles = np.empty(shingle_offsets[n_units], dtype=np.uint64)
-    for unit in prange(n_units):
-        lo = shingle_offsets[unit]
-        shingles[lo:lo + counts[unit]] = raw[raw_offsets[unit]:raw_offsets[unit] + counts[unit]]
-    return shingles, shingle_offsets
+    raw, raw_offsets = raw_shingles(values, offsets, n, mode, seed)
+    (sort_each or _sort_each)(raw, raw_offsets)
+    n_values, shingle_offsets = compact_sorted_inplace(raw, raw_offsets)
+    return raw[:n_values], shingle_offsets
 
 
 @njit(cache=True, parallel=True)
 def raw_shingles(values, offsets, n, mode, seed):
-    """Every shingle hash of each normalized unit, in text order (neither sorted nor distinct):
-    the first half of shingle_units, for callers that sort with numpy (sort_segments).
+    """Every shingle hash of each normalized unit, in text order (neither sorted nor distinct).
 
     Returns (raw uint64[m], raw_offsets int64[n_units + 1]).
     """
