@@ -39,7 +39,7 @@ from dedup.errors import ConfigError, InputError
 from dedup.io import (
     JsonlWriter, ParquetWriter, Reader, Record, TextWriter, discover, edit_jsonl, parquet_writer,
 )
-from dedup.kernels.band import band_keys, candidate_pairs
+from dedup.kernels.band import band_keys, candidate_pairs, pack_pairs
 from dedup.kernels.minhash import EMPTY_SLOT
 from dedup.kernels.normalize import normalize_units
 from dedup.kernels.shingle import unit_hashes
@@ -48,7 +48,7 @@ from dedup.kernels.verify import pair_similarities
 from dedup.normtable import load_table
 from dedup.pipeline import (
     CONTAINED, EXACT, NEAR, UNIT_HASH_SEED, Edges, Prepared, build_groups, codepoints,
-    exact_classes, is_edge, packed_pairs, shingle_sets, utf8_signatures,
+    exact_classes, is_edge, shingle_sets, utf8_signatures,
 )
 from dedup.units import Units, line_spans, paragraph_spans, split_units
 
@@ -549,7 +549,7 @@ def make_plan(read, config: Config, batch_chars=DEFAULT_BATCH_CHARS, progress=No
     retained = {}
     edges, peak_cached = verify(batched(read(wanted), batch_chars), sk, left, right, config,
                                 progress and progress("verify"), retain, retained)
-    tried = packed_pairs(left, right)
+    tried = np.sort(pack_pairs(left, right))
     del left, right
     timings["verify"] = time.perf_counter() - clock
     clock = time.perf_counter()

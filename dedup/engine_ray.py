@@ -62,6 +62,7 @@ import numpy as np
 
 from dedup.config import Config
 from dedup.errors import ConfigError, DedupError, InputError
+from dedup.kernels.band import distinct_sorted, pack_pairs, unpack_pairs
 
 PARTITIONS_PER_CPU = 2
 MAX_PARTITIONS = 256
@@ -138,8 +139,6 @@ def _split_by(partition: np.ndarray, n: int, *columns):
     return [tuple(c[bounds[p]:bounds[p + 1]] for c in sorted_columns) for p in range(n)]
 
 
-def _packed(left, right):
-    return (left.astype(np.uint64) << np.uint64(32)) | right.astype(np.uint64)
 
 
 # --- stage tasks --------------------------------------------------------------------------------
@@ -248,28 +247,18 @@ def band_partition(unit_offsets, n_bands, max_bucket, n_parts, *parts):
         rights.append(units[rows][right])
     left = np.concatenate(lefts) if lefts else np.zeros(0, dtype=np.int64)
     right = np.concatenate(rights) if rights else np.zeros(0, dtype=np.int64)
-    out = _split_by(_partition_of(_packed(left, right), n_parts), n_parts, left, right)
+    out = _split_by(_partition_of(pack_pairs(left, right), n_parts), n_parts, left, right)
     return tuple(out) if n_parts > 1 else out[0]
 
 
 def pair_partition(block_bounds, *parts):
     """Distinct pairs of one pair partition. parts: (left, right) arrays.
     Returns (number of pairs, packed sorted pairs, needed units per block of pieces...)."""
-    packed = np.concatenate([_packed(p[0], p[1]) for p in parts]) if parts else \
+    packed = np.concatenate([pack_pairs(p[0], p[1]) for p in parts]) if parts else \
         np.zeros(0, dtype=np.uint64)
-    packed.sort()
-    if packed.size > 1:
-        keep = np.ones(packed.size, dtype=bool)
-        np.not_equal(packed[1:], packed[:-1], out=keep[1:])
-        packed = packed[keep]
-    left = (packed >> np.uint64(32)).astype(np.int64)
-    right = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    needed = np.concatenate([left, right])
-    needed.sort()
-    if needed.size > 1:
-        keep = np.ones(needed.size, dtype=bool)
-        np.not_equal(needed[1:], needed[:-1], out=keep[1:])
-        needed = needed[keep]
+    packed = distinct_sorted(np.sort(packed))
+    left, right = unpack_pairs(packed)
+    needed = distinct_sorted(np.sort(np.concatenate([left, right])))
     cuts = np.searchsorted(needed, block_bounds)
     blocks = [needed[cuts[b]:cuts[b + 1]] for b in range(len(block_bounds) - 1)]
     return (int(packed.size), packed, *blocks)
@@ -341,8 +330,7 @@ def verify_partition(packed, config, *parts):
     prepared = prepare_sets(codepoints(text), starts, ends, config)
     lengths, hashes, sizes = prepared.norm_lengths, prepared.hashes, prepared.sizes
     values, offsets = prepared.shingles, prepared.shingle_offsets
-    left = (packed >> np.uint64(32)).astype(np.int64)
-    right = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    left, right = unpack_pairs(packed)
     li, ri = np.searchsorted(units, left), np.searchsorted(units, right)
     jac, cont = pair_similarities(values, offsets, li, ri)
     keep = is_edge(jac, cont, np.minimum(lengths[li], lengths[ri]), config)
@@ -355,14 +343,13 @@ def verify_partition(packed, config, *parts):
 def tried_partition(packed, involved):
     """The candidate pairs of a partition whose both units are involved in grouping, as packed
     pairs of their positions in `involved` (sorted global units)."""
-    left = (packed >> np.uint64(32)).astype(np.int64)
-    right = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    left, right = unpack_pairs(packed)
     li = np.minimum(np.searchsorted(involved, left), max(involved.size - 1, 0))
     ri = np.minimum(np.searchsorted(involved, right), max(involved.size - 1, 0))
     if involved.size == 0:
         return np.zeros(0, dtype=np.uint64)
     keep = (involved[li] == left) & (involved[ri] == right)
-    return _packed(li[keep], ri[keep])
+    return pack_pairs(li[keep], ri[keep])
 
 
 def lookup_piece(units, local_units):
@@ -686,7 +673,7 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
         left, right = np.triu_indices(heads.size, 1)
         left, right = heads[left].astype(np.int64), heads[right].astype(np.int64)
         pair_sources = [[cluster.ray.put(part)] for part in _split_by(
-            _partition_of(_packed(left, right), n_parts), n_parts, left, right)]
+            _partition_of(pack_pairs(left, right), n_parts), n_parts, left, right)]
     else:
         banded = [cluster.call("band_partition", unit_offsets, n_bands, config.max_bucket,
                                n_parts, *[refs[2 + n_parts + j] for refs in sketched],
@@ -774,7 +761,7 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
         extra["pairs"] += left.size
         left, right = involved[left], involved[right]
         sources = [[cluster.ray.put(part)] for part in _split_by(
-            _partition_of(_packed(left, right), n_parts), n_parts, left, right)]
+            _partition_of(pack_pairs(left, right), n_parts), n_parts, left, right)]
         _, _, more, _, _ = verify_round(sources)
         return Edges(compact(more.left), compact(more.right), more.jaccard, more.containment)
 

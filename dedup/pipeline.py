@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from dedup.config import Config
-from dedup.kernels.band import band_keys, candidate_pairs
+from dedup.kernels.band import band_keys, candidate_pairs, pack_pairs
 from dedup.kernels.minhash import minhash_signatures, minhash_utf8
 from dedup.kernels.normalize import normalize_units
 from dedup.kernels.shingle import CHAR, WORD, shingle_units, unit_hashes
@@ -303,7 +303,7 @@ def build_groups(prepared, heads, class_members, edges: Edges, config: Config,
     pairs are asked for, all components together, in at most EXTRA_ROUNDS rounds. A member
     still not verified against a representative after that starts a group of its own; nothing
     is ever attached by transitivity. tried: the pairs verified already, repeats or not
-    (packed_pairs of the candidates), which are never asked for again.
+    (sorted band.pack_pairs keys of the candidates), which are never asked for again.
     """
     neighbours = {}
     _add_neighbours(neighbours, edges)
@@ -322,8 +322,8 @@ def build_groups(prepared, heads, class_members, edges: Edges, config: Config,
         """Whether each pair (left < right) was verified already."""
         done = [pair in checked for pair in pairs]
         if tried is not None and tried.size and pairs:
-            packed = np.array(pairs, dtype=np.uint64).reshape(-1, 2)
-            in_tried = _contains(tried, (packed[:, 0] << np.uint64(32)) | packed[:, 1])
+            left, right = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
+            in_tried = _contains(tried, pack_pairs(left, right))
             done = [a or b for a, b in zip(done, in_tried.tolist())]
         return done
 
@@ -357,11 +357,6 @@ def build_groups(prepared, heads, class_members, edges: Edges, config: Config,
                 groups.append(group)
     groups.sort(key=lambda group: min(a.unit for a in group))
     return groups
-
-
-def packed_pairs(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Sorted uint64 keys left << 32 | right of pairs of unit indices (< 2^32)."""
-    return np.sort((left.astype(np.uint64) << np.uint64(32)) | right.astype(np.uint64))
 
 
 def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:

@@ -94,6 +94,30 @@ def _shared_members(column, shared):
     return out[:n]
 
 
+def pack_pairs(left, right) -> np.ndarray:
+    """uint64 keys left << 32 | right of pairs of unit indices (each < 2^32); sorted keys are
+    pairs sorted by (left, right)."""
+    return (np.asarray(left).astype(np.uint64) << np.uint64(32)) | \
+        np.asarray(right).astype(np.uint64)
+
+
+def unpack_pairs(packed) -> tuple[np.ndarray, np.ndarray]:
+    """(left, right) int64 arrays of pack_pairs keys."""
+    return ((packed >> np.uint64(32)).astype(np.int64),
+            (packed & np.uint64(0xFFFFFFFF)).astype(np.int64))
+
+
+def distinct_sorted(values: np.ndarray) -> np.ndarray:
+    """The distinct values of a sorted array (np.unique sorts again, and was 15x slower on 6M
+    packed pairs with numpy 2.4)."""
+    if values.size < 2:
+        return values
+    is_first = np.empty(values.size, dtype=bool)
+    is_first[0] = True
+    np.not_equal(values[1:], values[:-1], out=is_first[1:])
+    return values[is_first]
+
+
 def _band_runs(column):
     """(units, their keys) of the units whose key in this band is shared, sorted by key and by
     unit within a key. numpy sorts the keys (about 20x numba's argsort of the whole column);
@@ -102,9 +126,7 @@ def _band_runs(column):
     is_repeat = ordered[1:] == ordered[:-1]
     if not is_repeat.any():
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
-    repeated = ordered[1:][is_repeat]  # sorted; distinct after dropping adjacent equals
-    shared = repeated[np.concatenate(([True], repeated[1:] != repeated[:-1]))]
-    units = _shared_members(column, shared)
+    units = _shared_members(column, distinct_sorted(ordered[1:][is_repeat]))
     keys = column[units]
     order = np.argsort(keys, kind="stable")  # stable: a run lists its units in input order
     return units[order], keys[order]
@@ -132,12 +154,5 @@ def candidate_pairs(keys, max_bucket):
         rights.append(right)
     if not lefts:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    packed = np.sort((np.concatenate(lefts).astype(np.uint64) << np.uint64(32))
-                     | np.concatenate(rights).astype(np.uint64))
-    if packed.size > 1:  # np.unique: 15x slower here (numpy 2.4, 6M pairs)
-        is_first = np.empty(packed.size, dtype=bool)
-        is_first[0] = True
-        np.not_equal(packed[1:], packed[:-1], out=is_first[1:])
-        packed = packed[is_first]
-    return ((packed >> np.uint64(32)).astype(np.int64),
-            (packed & np.uint64(0xFFFFFFFF)).astype(np.int64))
+    return unpack_pairs(distinct_sorted(np.sort(pack_pairs(np.concatenate(lefts),
+                                                          np.concatenate(rights)))))

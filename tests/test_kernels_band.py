@@ -1,8 +1,12 @@
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import reference
-from dedup.kernels.band import band_keys, candidate_pairs
+from dedup.kernels.band import (
+    band_keys, candidate_pairs, distinct_sorted, pack_pairs, unpack_pairs,
+)
 
 
 def signatures_with_structure(rng, n_units, num_perm, n_templates):
@@ -43,3 +47,13 @@ def test_band_keys_depend_on_band_index():
 def test_no_units():
     left, right = candidate_pairs(np.zeros((0, 3), dtype=np.uint64), 64)
     assert left.size == 0 and right.size == 0
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)), max_size=30))
+def test_packed_pairs_round_trip_and_sort_as_pairs(pairs):
+    left = np.array([a for a, _ in pairs], dtype=np.int64)
+    right = np.array([b for _, b in pairs], dtype=np.int64)
+    back = unpack_pairs(pack_pairs(left, right))
+    assert back[0].tolist() == left.tolist() and back[1].tolist() == right.tolist()
+    distinct = unpack_pairs(distinct_sorted(np.sort(pack_pairs(left, right))))
+    assert list(zip(*(a.tolist() for a in distinct))) == sorted(set(pairs))
