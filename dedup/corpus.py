@@ -48,7 +48,7 @@ from dedup.kernels.verify import pair_similarities
 from dedup.normtable import load_table
 from dedup.pipeline import (
     CONTAINED, EXACT, NEAR, UNIT_HASH_SEED, Edges, Prepared, build_groups, codepoints,
-    exact_classes, is_edge, shingle_sets, utf8_signatures,
+    exact_classes, is_edge, repeats_among, shingle_sets, utf8_signatures,
 )
 from dedup.units import Units, line_spans, paragraph_spans, split_units
 
@@ -418,15 +418,20 @@ def _may_regroup(sk: Sketch, left, right):
 def _verify_retained(retained: dict, units, left, right, config: Config) -> Edges:
     """verify() of the pairs (left < right) over units whose text pass 2 retained."""
     texts = [retained[u] for u in units.tolist()]
-    ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
-    prepared = prepare_sets(codepoints("".join(texts)), ends - np.fromiter(
-        map(len, texts), dtype=np.int64, count=len(texts)), ends, config)
-    rows_left, rows_right = np.searchsorted(units, left), np.searchsorted(units, right)
-    jac, cont = pair_similarities(prepared.shingles, prepared.shingle_offsets, rows_left,
-                                  rows_right)
-    shorter = np.minimum(prepared.norm_lengths[rows_left], prepared.norm_lengths[rows_right])
-    keep = is_edge(jac, cont, shorter, config)
-    return Edges(left[keep], right[keep], jac[keep], cont[keep])
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    return verify_unit_texts(units, "".join(texts), lengths, left, right, config)[0]
+
+
+def verify_unit_texts(units, text: str, lengths, left, right, config: Config):
+    """Pairs (left < right) of units verified exactly from the units' own texts: units sorted,
+    text their texts joined in that order, lengths the length of each. Returns (the repeats,
+    numbered as units, the Prepared of units). Normalization sees one unit at a time, so a
+    unit's text alone gives its shingle set."""
+    ends = np.cumsum(lengths)
+    prepared = prepare_sets(codepoints(text), ends - lengths, ends, config)
+    edges = repeats_among(prepared, np.searchsorted(units, left), np.searchsorted(units, right),
+                          config, left, right)
+    return edges, prepared
 
 
 # --- groups ----------------------------------------------------------------------------------

@@ -314,29 +314,22 @@ def texts_piece(shard, span, units, unit_offset, config, text_field, id_field, r
 
 def verify_partition(packed, config, *parts):
     """Exact verification of one pair partition. parts: per piece, what texts_piece sent;
-    the shingle sets are made here by dedup.corpus.prepare_sets, as pass 2 of the local engine
-    makes them (normalization sees one unit at a time, so a unit's text alone gives its set).
+    the shingle sets are made here by dedup.corpus.verify_unit_texts, as the local engine's
+    extra verification round makes them.
     Returns ((left, right, jaccard, containment) of the repeats, (units, normalized lengths,
     shingle counts, normalized xxh64) of their units, shingles held, bytes received)."""
-    from dedup.corpus import prepare_sets
-    from dedup.kernels.verify import pair_similarities
-    from dedup.pipeline import codepoints, is_edge
+    from dedup.corpus import verify_unit_texts
 
     _task_setup()
     units = np.concatenate([p[0] for p in parts])
     text = b"".join(p[1] for p in parts).decode("utf-8", "surrogatepass")
-    ends = np.cumsum(np.concatenate([p[2] for p in parts]))
-    starts = ends - np.concatenate([p[2] for p in parts])
-    prepared = prepare_sets(codepoints(text), starts, ends, config)
-    lengths, hashes, sizes = prepared.norm_lengths, prepared.hashes, prepared.sizes
-    values, offsets = prepared.shingles, prepared.shingle_offsets
     left, right = unpack_pairs(packed)
-    li, ri = np.searchsorted(units, left), np.searchsorted(units, right)
-    jac, cont = pair_similarities(values, offsets, li, ri)
-    keep = is_edge(jac, cont, np.minimum(lengths[li], lengths[ri]), config)
-    rows = np.unique(np.concatenate([li[keep], ri[keep]]))
-    return ((left[keep], right[keep], jac[keep], cont[keep]),
-            (units[rows], lengths[rows], sizes[rows], hashes[rows]), int(values.size),
+    edges, prepared = verify_unit_texts(units, text, np.concatenate([p[2] for p in parts]),
+                                        left, right, config)
+    rows = np.searchsorted(units, np.unique(np.concatenate([edges.left, edges.right])))
+    return ((edges.left, edges.right, edges.jaccard, edges.containment),
+            (units[rows], prepared.norm_lengths[rows], prepared.sizes[rows],
+             prepared.hashes[rows]), int(prepared.shingles.size),
             sum(p[0].nbytes + len(p[1]) + p[2].nbytes for p in parts))
 
 

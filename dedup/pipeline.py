@@ -245,12 +245,20 @@ def is_edge(jaccard, containment, shorter_length, config: Config):
 def verified_edges(prepared: Prepared, heads: np.ndarray, config: Config) -> Edges:
     """Candidates among heads, verified on the exact shingle sets; only repeats are kept."""
     left, right = candidates(prepared, heads, config)
-    left, right = heads[left], heads[right]
-    jaccard, containment = pair_similarities(
-        prepared.shingles, prepared.shingle_offsets, left, right
-    )
-    shorter = np.minimum(prepared.norm_lengths[left], prepared.norm_lengths[right])
+    return repeats_among(prepared, heads[left], heads[right], config)
+
+
+def repeats_among(prepared: Prepared, rows_left, rows_right, config: Config, left=None,
+                  right=None) -> Edges:
+    """The repeats (is_edge) among pairs of units of prepared (int64 rows), verified on their
+    exact shingle sets; numbered as the pairs (left, right) when those are given (the units'
+    numbers elsewhere), else as the rows."""
+    jaccard, containment = pair_similarities(prepared.shingles, prepared.shingle_offsets,
+                                             rows_left, rows_right)
+    shorter = np.minimum(prepared.norm_lengths[rows_left], prepared.norm_lengths[rows_right])
     keep = is_edge(jaccard, containment, shorter, config)
+    left = rows_left if left is None else left
+    right = rows_right if right is None else right
     return Edges(left[keep], right[keep], jaccard[keep], containment[keep])
 
 
@@ -272,14 +280,7 @@ def find_groups(prepared: Prepared, config: Config) -> list[list[Assignment]]:
     class_members = {}
     for unit in active.tolist():
         class_members.setdefault(int(head_of[unit]), []).append(unit)
-
-    def verify_more(left, right):
-        jaccard, containment = pair_similarities(
-            prepared.shingles, prepared.shingle_offsets, left, right)
-        shorter = np.minimum(prepared.norm_lengths[left], prepared.norm_lengths[right])
-        keep = is_edge(jaccard, containment, shorter, config)
-        return Edges(left[keep], right[keep], jaccard[keep], containment[keep])
-
+    verify_more = functools.partial(repeats_among, prepared, config=config)
     return build_groups(prepared, heads, class_members, edges, config, verify_more)
 
 
