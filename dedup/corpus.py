@@ -58,9 +58,7 @@ DEFAULT_BATCH_CHARS = 4_000_000
 EMPTIED = "emptied"  # a record whose every paragraph was removed as a repeat
 KINDS = (None, EXACT, NEAR, CONTAINED)
 _KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}
-# a non-blank line without its surrounding white space (\s is str.isspace); the lines are
-# those of dedup.units: broken at \r\n, \n or \r only
-RAW_HASH_SEED = 0x5EED
+RAW_HASH_SEED = 0x5EED  # of each unit's UTF-8 text as written: pass 1's exact classes
 
 
 @dataclass(frozen=True)
@@ -522,9 +520,16 @@ class Plan:
 
     def repeated(self) -> np.ndarray:
         """Per record, whether it has a repeated unit (outcome() has something to decide)."""
-        repeated = np.zeros(self.sketch.n_records, dtype=bool)
-        repeated[self.sketch.unit_record[np.flatnonzero(self.decisions.kind)]] = True
-        return repeated
+        return records_holding(self.sketch, np.flatnonzero(self.decisions.kind))
+
+
+def records_holding(sk: Sketch, *units: np.ndarray) -> np.ndarray:
+    """Per record, whether it holds one of the units (arrays of unit indices): what a pass
+    must read again."""
+    wanted = np.zeros(sk.n_records, dtype=bool)
+    for some in units:
+        wanted[sk.unit_record[some]] = True
+    return wanted
 
 
 def make_plan(read, config: Config, batch_chars=DEFAULT_BATCH_CHARS, progress=None,
@@ -547,9 +552,7 @@ def make_plan(read, config: Config, batch_chars=DEFAULT_BATCH_CHARS, progress=No
     timings["candidates"] = time.perf_counter() - clock
     clock = time.perf_counter()
     n_candidates = left.size
-    wanted = np.zeros(sk.n_records, dtype=bool)
-    wanted[sk.unit_record[left]] = True
-    wanted[sk.unit_record[right]] = True
+    wanted = records_holding(sk, left, right)
     retain = _may_regroup(sk, left, right)
     retained = {}
     edges, peak_cached = verify(batched(read(wanted), batch_chars), sk, left, right, config,
@@ -569,9 +572,8 @@ def make_plan(read, config: Config, batch_chars=DEFAULT_BATCH_CHARS, progress=No
         if all(u in retained for u in units.tolist()):
             return _verify_retained(retained, units, left, right, config)
         extra["passes"] += 1
-        wanted = np.zeros(sk.n_records, dtype=bool)
-        wanted[sk.unit_record[units]] = True
-        more, _ = verify(batched(read(wanted), batch_chars), sk, left, right, config)
+        more, _ = verify(batched(read(records_holding(sk, units)), batch_chars), sk, left,
+                         right, config)
         return more
 
     decisions = decide(sk, heads, head_of, edges, config, verify_more, tried)
@@ -605,40 +607,29 @@ class Outcome:
     rows: list
 
 
-def _row(plan: Plan, record_id, unit, with_span) -> Duplicate:
-    if plan.seen is not None and plan.seen.is_matched[unit]:
-        return plan.seen.row(record_id, unit, with_span)
-    sk, dec = plan.sketch, plan.decisions
-    rep = int(dec.rep[unit])
-    group = int(dec.group[unit])
-    return Duplicate(
-        id=record_id,
-        start=int(sk.unit_start[unit]) if with_span else None,
-        end=int(sk.unit_end[unit]) if with_span else None,
-        kind=KINDS[dec.kind[unit]],
-        similarity=float(dec.similarity[unit]),
-        dup_of=sk.record_id(int(sk.unit_record[rep])),
-        dup_start=int(sk.unit_start[rep]) if with_span else None,
-        dup_end=int(sk.unit_end[rep]) if with_span else None,
-        group=group,
-        group_size=int(dec.group_size[group]),
-        group_min_similarity=float(dec.group_min_similarity[group]),
-    )
-
-
 def _rows(plan: Plan, record_id, units: np.ndarray, with_span: bool) -> list:
-    """_row() of each of units (sorted unit indices), the numpy lookups done once for all."""
-    if plan.seen is not None and plan.seen.is_matched[units].any():
-        return [_row(plan, record_id, unit, with_span) for unit in units.tolist()]
+    """The report rows of a record's repeated units (sorted unit indices): a unit the index of
+    earlier runs matched is reported against its stored key (SeenBefore.row), the others
+    against the kept copy of their group."""
+    seen = plan.seen
+    if seen is None or not seen.is_matched[units].any():
+        return _group_rows(plan, record_id, units, with_span)
+    matched = seen.is_matched[units]
+    grouped = iter(_group_rows(plan, record_id, units[~matched], with_span))
+    return [seen.row(record_id, unit, with_span) if is_matched else next(grouped)
+            for unit, is_matched in zip(units.tolist(), matched.tolist())]
+
+
+def _group_rows(plan: Plan, record_id, units: np.ndarray, with_span: bool) -> list:
+    """Rows of units in groups, the numpy lookups done once for all of them."""
     sk, dec = plan.sketch, plan.decisions
     reps = dec.rep[units]
     groups = dec.group[units]
-    rep_records = sk.unit_record[reps].tolist()
     columns = zip(
         sk.unit_start[units].tolist(), sk.unit_end[units].tolist(), dec.kind[units].tolist(),
-        dec.similarity[units].tolist(), rep_records, sk.unit_start[reps].tolist(),
-        sk.unit_end[reps].tolist(), groups.tolist(), dec.group_size[groups].tolist(),
-        dec.group_min_similarity[groups].tolist())
+        dec.similarity[units].tolist(), sk.unit_record[reps].tolist(),
+        sk.unit_start[reps].tolist(), sk.unit_end[reps].tolist(), groups.tolist(),
+        dec.group_size[groups].tolist(), dec.group_min_similarity[groups].tolist())
     return [Duplicate(record_id, start if with_span else None, end if with_span else None,
                       KINDS[kind], similarity, sk.record_id(rep_record),
                       rep_start if with_span else None, rep_end if with_span else None,
@@ -1075,12 +1066,8 @@ def _run(shards, work, config, mode, text_field, id_field, on_error, flag_field,
             shard = shards[record.shard]
             for row in result.rows:
                 report.add(row, shard.name, record.line)
-            if result.status == "removed":
-                counts["removed"] += 1
+            if not tally(counts, result, is_flag):
                 continue
-            counts["kept"] += 1
-            counts["modified"] += result.status == "modified"
-            counts["flagged"] += is_flag and bool(result.rows)
             _write_record(writer_for(record.shard), shard, record, result, text_field,
                           flag_field if is_flag else None)
             if seen is not None:
@@ -1128,6 +1115,17 @@ def run_summary(shards, work: Path, rejected_shards, report, config: Config, mod
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
     return summary, names
+
+
+def tally(counts: dict, result: Outcome, is_flag: bool) -> bool:
+    """Count one record's outcome in counts; whether the record is written (not removed)."""
+    if result.status == "removed":
+        counts["removed"] += 1
+        return False
+    counts["kept"] += 1
+    counts["modified"] += result.status == "modified"
+    counts["flagged"] += is_flag and bool(result.rows)
+    return True
 
 
 def _write_record(writer, shard, record, result, text_field, flag_field):

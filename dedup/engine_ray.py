@@ -379,7 +379,7 @@ def write_piece(shard, span, units, decided, reps, groups, config, mode, text_fi
 
     from dedup.corpus import (
         Decisions, Outcome, Plan, Sketch, _flag_type, _report_schema, _write_record, batched,
-        outcome,
+        outcome, tally,
     )
     from dedup.io import JsonlWriter, ParquetWriter, TextWriter
 
@@ -444,12 +444,8 @@ def write_piece(shard, span, units, decided, reps, groups, config, mode, text_fi
                 for name in ("start", "end", "kind", "similarity", "dup_of", "dup_start",
                              "dup_end", "group", "id", "group_size", "group_min_similarity"):
                     columns[name].append(getattr(row, name))
-            if result.status == "removed":
-                counts["removed"] += 1
+            if not tally(counts, result, is_flag):
                 continue
-            counts["kept"] += 1
-            counts["modified"] += result.status == "modified"
-            counts["flagged"] += is_flag and bool(result.rows)
             _write_record(writer, shard, record, result, text_field,
                           flag_field if is_flag else None)
     if writer is not None:

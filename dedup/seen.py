@@ -90,12 +90,11 @@ class SeenBefore:
         return heads[~matched_heads[heads]]
 
     def _match_units(self, sk, asked, read, batch_chars):
-        from dedup.corpus import batched
+        from dedup.corpus import batched, records_holding
 
         is_asked = np.zeros(sk.n_units, dtype=bool)
         is_asked[asked] = True
-        wanted = np.zeros(sk.n_records, dtype=bool)
-        wanted[sk.unit_record[asked]] = True
+        wanted = records_holding(sk, asked)
         next_record = 0
         for batch in batched(read(wanted), batch_chars):
             r0 = next_record
