@@ -1,7 +1,6 @@
 """Split a text into units: character spans of paragraphs (non-blank lines), sentences, or the
 whole document. Offsets are in characters (Python string indices), never bytes."""
 
-import bisect
 import re
 
 import numpy as np
@@ -26,17 +25,12 @@ class Units:
         self.ends = np.asarray(ends, dtype=np.int64)
         self.line_starts = line_starts
         self.line_ends = line_ends
-        # line_of for every unit at once (bisect_right is searchsorted's "right" side)
+        # 1-based: the number of line starts at or before each unit's start
         self.lines = np.searchsorted(np.asarray(line_starts, dtype=np.int64), self.starts,
                                      side="right").astype(np.int64)
 
     def __len__(self):
         return self.starts.size
-
-
-def line_of(line_starts, offset):
-    """1-based line number of a character offset."""
-    return bisect.bisect_right(line_starts, offset)
 
 
 def line_spans(text: str) -> tuple[list[int], list[int]]:
