@@ -17,11 +17,17 @@ def band_keys(signatures, n_bands, rows):
     keys = np.empty((n_units, n_bands), dtype=np.uint64)
     for unit in prange(n_units):
         for band in range(n_bands):
-            h = fmix64(np.uint64(band + 1) * P3)
-            for k in range(band * rows, (band + 1) * rows):
-                h = rotl64((h ^ np.uint64(signatures[unit, k])) * P1, 31)
-            keys[unit, band] = fmix64(h)
+            keys[unit, band] = band_key(signatures[unit], band, rows)
     return keys
+
+
+@njit(cache=True, inline="always")
+def band_key(signature, band, rows):
+    """The key of one band of one signature (uint32[num_perm]): band_keys' hash."""
+    h = fmix64(np.uint64(band + 1) * P3)
+    for k in range(band * rows, (band + 1) * rows):
+        h = rotl64((h ^ np.uint64(signature[k])) * P1, 31)
+    return fmix64(h)
 
 
 @njit(cache=True)
@@ -156,3 +162,56 @@ def candidate_pairs(keys, max_bucket):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return unpack_pairs(distinct_sorted(np.sort(pack_pairs(np.concatenate(lefts),
                                                           np.concatenate(rights)))))
+
+
+@njit(cache=True)
+def sorted_lookup(sorted_keys, directory, shift, queries):
+    """Where each query sits in sorted_keys: every (query index, position) with
+    sorted_keys[position] == queries[query index].
+
+    sorted_keys: uint64 ascending; directory: int64[2^bits + 1], directory[t] the first
+    position whose key >> shift is t (directory[-1] = sorted_keys.size), with shift = 64 - bits:
+    a query reads one directory entry and searches a few keys, wherever the array is in memory
+    (a plain binary search over millions of keys misses the cache at every step).
+    Returns (query int64[m], position int64[m]), by query then position.
+    """
+    n_queries = queries.size
+    starts = np.empty(n_queries, dtype=np.int64)
+    counts = np.zeros(n_queries, dtype=np.int64)
+    total = 0
+    for q in range(n_queries):
+        key = queries[q]
+        top = np.int64(key >> np.uint64(shift)) if shift < 64 else 0
+        lo, hi = directory[top], directory[top + 1]
+        while lo < hi:  # first position >= key
+            mid = (lo + hi) >> 1
+            if sorted_keys[mid] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        starts[q] = lo
+        end = lo
+        while end < sorted_keys.size and sorted_keys[end] == key:
+            end += 1
+        counts[q] = end - lo
+        total += end - lo
+    query = np.empty(total, dtype=np.int64)
+    position = np.empty(total, dtype=np.int64)
+    n = 0
+    for q in range(n_queries):
+        for i in range(counts[q]):
+            query[n] = q
+            position[n] = starts[q] + i
+            n += 1
+    return query, position
+
+
+def key_directory(sorted_keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """(directory, shift) for sorted_lookup: about four keys per directory entry."""
+    bits = 1
+    while bits < 26 and (1 << (bits + 2)) < sorted_keys.size:
+        bits += 1
+    shift = 64 - bits
+    tops = np.arange((1 << bits) + 1, dtype=np.uint64)
+    directory = np.searchsorted(sorted_keys, tops[:-1] << np.uint64(shift)).astype(np.int64)
+    return np.append(directory, sorted_keys.size), shift

@@ -45,3 +45,126 @@ def pair_similarities(shingles, offsets, left, right):
         jaccard[k] = shared / (size_a + size_b - shared)
         containment[k] = shared / min(size_a, size_b)
     return jaccard, containment
+
+
+@njit(cache=True, inline="always")
+def _table_size(n):
+    size = 16
+    while size < 2 * n:
+        size <<= 1
+    return size
+
+
+@njit(cache=True)
+def set_overlaps(raw, raw_offsets, first):
+    """Distinct sizes of every unit, and the exact intersection sizes of every pair of units
+    from `first` on, through one hash table (no sort).
+
+    raw: uint64 shingle hashes per unit, in any order and with repeats (already well mixed: the
+    low bits index the table); raw_offsets: int64[n_units + 1].
+    Returns (sizes int64[n_units], shared int64[k, k]) with k = n_units - first, where
+    shared[i, j] (i < j) is the number of distinct hashes units first + i and first + j share;
+    the rest of shared is 0. A hash met in several units keeps the list of those units, so the
+    work is the raw count plus one step per (unit, earlier unit) sharing a hash.
+    """
+    n_units = raw_offsets.size - 1
+    sizes = np.zeros(n_units, dtype=np.int64)
+    k = max(n_units - first, 0)
+    shared = np.zeros((k, k), dtype=np.int64)
+    most = 0
+    for unit in range(min(first, n_units)):
+        most = max(most, raw_offsets[unit + 1] - raw_offsets[unit])
+    size = _table_size(most)
+    mask = np.uint64(size - 1)
+    slot_key = np.empty(size, dtype=np.uint64)
+    slot_stamp = np.zeros(size, dtype=np.int64)
+    for unit in range(min(first, n_units)):  # alone: distinct counts only
+        for i in range(raw_offsets[unit], raw_offsets[unit + 1]):
+            h = raw[i]
+            slot = h & mask
+            while slot_stamp[slot] == unit + 1 and slot_key[slot] != h:
+                slot = (slot + np.uint64(1)) & mask
+            if slot_stamp[slot] != unit + 1:
+                slot_stamp[slot] = unit + 1
+                slot_key[slot] = h
+                sizes[unit] += 1
+    if k == 0:
+        return sizes, shared
+    lo = raw_offsets[first]
+    size = _table_size(raw_offsets[n_units] - lo)
+    mask = np.uint64(size - 1)
+    slot_key = np.empty(size, dtype=np.uint64)
+    slot_head = np.full(size, -1, dtype=np.int64)  # last entry of the hash's unit list
+    slot_last = np.zeros(size, dtype=np.int64)     # last unit that met the hash
+    entry_unit = np.empty(raw_offsets[n_units] - lo, dtype=np.int64)
+    entry_next = np.empty(raw_offsets[n_units] - lo, dtype=np.int64)
+    n_entries = 0
+    for unit in range(first, n_units):
+        for i in range(raw_offsets[unit], raw_offsets[unit + 1]):
+            h = raw[i]
+            slot = h & mask
+            while slot_head[slot] >= 0 and slot_key[slot] != h:
+                slot = (slot + np.uint64(1)) & mask
+            if slot_head[slot] >= 0:
+                if slot_last[slot] == unit:
+                    continue  # a repeat inside the unit
+                entry = slot_head[slot]
+                while entry >= 0:
+                    shared[entry_unit[entry] - first, unit - first] += 1
+                    entry = entry_next[entry]
+            else:
+                slot_key[slot] = h
+            entry_unit[n_entries] = unit
+            entry_next[n_entries] = slot_head[slot]
+            slot_head[slot] = n_entries
+            slot_last[slot] = unit
+            n_entries += 1
+            sizes[unit] += 1
+    return sizes, shared
+
+
+@njit(cache=True)
+def pair_overlaps(raw_a, offsets_a, raw_b, offsets_b, left, right):
+    """Exact intersection sizes of the distinct hashes of unit left[k] of a and unit right[k]
+    of b, for each pair k (hashes in any order, repeats allowed, as in set_overlaps). A table
+    of the left unit is built once for a run of pairs with the same left: sort pairs by left.
+    Returns int64[n_pairs].
+    """
+    n_pairs = left.size
+    shared = np.zeros(n_pairs, dtype=np.int64)
+    most = 0
+    for k in range(n_pairs):
+        most = max(most, offsets_a[left[k] + 1] - offsets_a[left[k]])
+    size = _table_size(most)
+    mask = np.uint64(size - 1)
+    slot_key = np.empty(size, dtype=np.uint64)
+    slot_stamp = np.zeros(size, dtype=np.int64)  # which table build filled the slot
+    slot_hit = np.zeros(size, dtype=np.int64)    # the last pair (k + 1) that counted it
+    build = 0
+    current = -1
+    for k in range(n_pairs):
+        a = left[k]
+        if a != current:
+            current = a
+            build += 1
+            for i in range(offsets_a[a], offsets_a[a + 1]):
+                h = raw_a[i]
+                slot = h & mask
+                while slot_stamp[slot] == build and slot_key[slot] != h:
+                    slot = (slot + np.uint64(1)) & mask
+                slot_stamp[slot] = build
+                slot_key[slot] = h
+        b = right[k]
+        count = 0
+        for i in range(offsets_b[b], offsets_b[b + 1]):
+            h = raw_b[i]
+            slot = h & mask
+            while slot_stamp[slot] == build:
+                if slot_key[slot] == h:
+                    if slot_hit[slot] != k + 1:
+                        slot_hit[slot] = k + 1
+                        count += 1
+                    break
+                slot = (slot + np.uint64(1)) & mask
+        shared[k] = count
+    return shared

@@ -1,0 +1,261 @@
+"""One article at a time, on the calling thread: everything the persistent index needs from a
+text in one call, and the shingles of stored normalized text.
+
+No prange here: an index call handles one text of a few KB, and waking a thread pool costs more
+than the work. Shingles stay in text order (neither sorted nor distinct): MinHash ignores order
+and repeats, and verify.set_overlaps / verify.pair_overlaps count distinct shared shingles
+with hash tables, so no unit is ever sorted.
+"""
+
+import numpy as np
+from numba import njit
+
+from .band import band_key
+from .hashing import fmix32, xxh64_codepoints
+from .minhash import EMPTY_SLOT, LOW32, _signature_into
+from .normalize import EXPANSION_BASE, _decode_utf8, _normalize_one
+from .shingle import CHAR, _combine, _fill_shingles, _finish, _n_shingles
+
+
+@njit(cache=True)
+def _fill_char5(values, lo, hi, seed, out):
+    """shingle._fill_shingles of character 5-grams (hi - lo >= 5), unrolled: about twice as
+    fast as its loop over k (the default n)."""
+    for s in range(hi - lo - 4):
+        h = _combine(seed, values[lo + s])
+        h = _combine(h, values[lo + s + 1])
+        h = _combine(h, values[lo + s + 2])
+        h = _combine(h, values[lo + s + 3])
+        h = _combine(h, values[lo + s + 4])
+        out[s] = _finish(h, 5, seed)
+
+
+@njit(cache=True)
+def _normalize_char(cps, starts, ends, whole_of, table, exp_offsets, exp_values):
+    """normalize_units in character mode, one pass per unit (parts of a joined whole only, the
+    whole copied from them): (norm, norm_offsets), or empty arrays when an expansion would
+    outgrow the buffer (then normalize in two passes)."""
+    n_units = starts.size
+    span = 0
+    for unit in range(n_units):
+        span += ends[unit] - starts[unit]
+    out = np.empty(2 * span + 64, dtype=np.int32)
+    offsets = np.zeros(n_units + 1, dtype=np.int64)
+    n_table = table.size
+    count = 0
+    for unit in range(n_units):
+        offsets[unit + 1] = count
+        if whole_of[unit] == unit and unit + 1 < n_units and whole_of[unit + 1] == unit:
+            continue  # a joined whole: its parts are written next, it gets its place after
+        end = ends[unit]
+        for i in range(starts[unit], end):
+            cp = np.int64(cps[i])
+            value = table[cp] if cp < n_table else np.int32(cp)
+            if value <= EXPANSION_BASE:
+                row = EXPANSION_BASE - value
+                if count + exp_offsets[row + 1] - exp_offsets[row] + 2 * (end - i) + span \
+                        > out.size:  # span: every later unit's code points, at most one each
+                    return out[:0], offsets[:0]
+                for k in range(exp_offsets[row], exp_offsets[row + 1]):
+                    if exp_values[k] >= 0:
+                        out[count] = exp_values[k]
+                        count += 1
+            else:
+                # a negative value (dropped, separator, punctuation) is written, not counted:
+                # no branch the CPU cannot predict
+                out[count] = value
+                count += value >= 0
+        offsets[unit + 1] = count
+    # lay out the units in order, each joined whole before its parts
+    norm_offsets = np.zeros(n_units + 1, dtype=np.int64)
+    for unit in range(n_units):
+        size = offsets[unit + 1] - offsets[unit]
+        if whole_of[unit] == unit and unit + 1 < n_units and whole_of[unit + 1] == unit:
+            size = 0
+            part = unit + 1
+            while part < n_units and whole_of[part] == unit:
+                size += offsets[part + 1] - offsets[part]
+                part += 1
+        norm_offsets[unit + 1] = norm_offsets[unit] + size
+    norm = np.empty(norm_offsets[n_units], dtype=np.int32)
+    for unit in range(n_units):
+        whole = whole_of[unit]
+        if whole == unit and unit + 1 < n_units and whole_of[unit + 1] == unit:
+            continue
+        size = offsets[unit + 1] - offsets[unit]
+        norm[norm_offsets[unit]:norm_offsets[unit] + size] = out[offsets[unit]:offsets[unit + 1]]
+        if whole != unit:
+            at = norm_offsets[whole] + (norm_offsets[unit] - norm_offsets[whole + 1])
+            norm[at:at + size] = out[offsets[unit]:offsets[unit + 1]]
+    return norm, norm_offsets
+
+
+@njit(cache=True)
+def _is_joined(cps, starts, ends, whole, last, table, exp_offsets, exp_values, no_values,
+               no_origins):
+    """Whether units whole + 1 .. last lie in order inside unit whole and every code point of
+    the whole outside them normalizes to nothing (character mode): then the whole's normalized
+    text is theirs joined."""
+    if last <= whole + 1:
+        return False
+    pos = starts[whole]
+    for part in range(whole + 1, last):
+        if starts[part] < pos or ends[part] > ends[whole] or starts[part] > ends[part]:
+            return False
+        if _normalize_one(cps, pos, starts[part], table, exp_offsets, exp_values, False,
+                          no_values, no_origins, False):
+            return False
+        pos = ends[part]
+    return _normalize_one(cps, pos, ends[whole], table, exp_offsets, exp_values, False,
+                          no_values, no_origins, False) == 0
+
+
+@njit(cache=True)
+def sketch_units(cps, starts, ends, firsts, table, exp_offsets, exp_values, keep_separators,
+                 n, mode, shingle_seed, hash_seed, perm_a, perm_b, n_bands, rows):
+    """Normalize, hash, shingle and band each unit cps[starts[u]:ends[u]].
+
+    cps: uint32 code points; starts, ends: int64[n_units]; firsts: int64[n_texts + 1], text k
+    being units firsts[k] .. firsts[k + 1] - 1, the first its whole (a document) and the others
+    its parts (paragraphs); table, exp_offsets, exp_values, keep_separators: as
+    normalize.normalize_units; n, mode, shingle_seed: as shingle.shingle_units; hash_seed: as
+    shingle.unit_hashes; perm_a, perm_b: uint32 MinHash permutations (at least
+    n_bands * rows); n_bands, rows: the LSH banding.
+    Returns (norm int32[m], norm_offsets int64[n_units + 1], hashes uint64[n_units],
+    raw uint64[r], raw_offsets int64[n_units + 1], keys uint64[n_units, n_bands]): what
+    normalize_units, unit_hashes, raw_shingles and band_keys(minhash_signatures(...)) give.
+
+    When a whole's normalized text is its parts' joined (character shingles: the white space
+    between paragraphs normalizes to nothing), the parts are normalized once, the whole's
+    shingles inside a part are copied from the part, and its signature is the minimum of the
+    parts' signatures and of the shingles that cross from one part to the next.
+    """
+    n_units = starts.size
+    n_texts = firsts.size - 1
+    no_origins = np.zeros(0, dtype=np.int64)
+    no_values = np.zeros(0, dtype=np.int32)
+    is_joined = np.zeros(n_texts, dtype=np.bool_)
+    whole_of = np.arange(n_units)  # the joined whole a part belongs to, else itself
+    if not keep_separators:
+        for text in range(n_texts):
+            whole, last = firsts[text], firsts[text + 1]
+            is_joined[text] = _is_joined(cps, starts, ends, whole, last, table, exp_offsets,
+                                         exp_values, no_values, no_origins)
+            if is_joined[text]:
+                whole_of[whole + 1:last] = whole
+    norm, norm_offsets = _normalize_char(cps, starts, ends, whole_of, table, exp_offsets,
+                                         exp_values) if not keep_separators else (no_values,
+                                                                                  no_origins)
+    if norm_offsets.size != n_units + 1:  # word mode, or an expansion outgrew the buffer
+        counts = np.zeros(n_units, dtype=np.int64)
+        for unit in range(n_units):
+            if whole_of[unit] == unit and unit + 1 < n_units and whole_of[unit + 1] == unit:
+                continue  # a joined whole: the sum of its parts
+            counts[unit] = _normalize_one(cps, starts[unit], ends[unit], table, exp_offsets,
+                                          exp_values, keep_separators, no_values, no_origins,
+                                          False)
+            counts[whole_of[unit]] += counts[unit] if whole_of[unit] != unit else 0
+        norm_offsets = np.zeros(n_units + 1, dtype=np.int64)
+        for unit in range(n_units):
+            norm_offsets[unit + 1] = norm_offsets[unit] + counts[unit]
+        norm = np.empty(norm_offsets[n_units], dtype=np.int32)
+        for unit in range(n_units):
+            lo, hi = norm_offsets[unit], norm_offsets[unit + 1]
+            whole = whole_of[unit]
+            if whole == unit and unit + 1 < n_units and whole_of[unit + 1] == unit:
+                continue  # a joined whole: filled from its parts below
+            _normalize_one(cps, starts[unit], ends[unit], table, exp_offsets, exp_values,
+                           keep_separators, norm[lo:hi], no_origins, True)
+            if whole != unit:
+                at = norm_offsets[whole] + (lo - norm_offsets[whole + 1])
+                norm[at:at + hi - lo] = norm[lo:hi]
+    hashes = np.empty(n_units, dtype=np.uint64)
+    raw_offsets = np.zeros(n_units + 1, dtype=np.int64)
+    for unit in range(n_units):
+        lo, hi = norm_offsets[unit], norm_offsets[unit + 1]
+        hashes[unit] = xxh64_codepoints(norm, lo, hi, hash_seed)
+        raw_offsets[unit + 1] = raw_offsets[unit] + _n_shingles(norm, lo, hi, n, mode)
+    raw = np.empty(raw_offsets[n_units], dtype=np.uint64)
+    for unit in range(n_units):
+        whole = whole_of[unit]
+        width = norm_offsets[unit + 1] - norm_offsets[unit]
+        if whole != unit and width >= n:  # the whole's shingles at the part's positions
+            at = raw_offsets[whole] + (norm_offsets[unit] - norm_offsets[whole + 1])
+            raw[raw_offsets[unit]:raw_offsets[unit + 1]] = raw[at:at + width - n + 1]
+        elif mode == CHAR and n == 5 and width >= 5:
+            _fill_char5(norm, norm_offsets[unit], norm_offsets[unit + 1], shingle_seed,
+                        raw[raw_offsets[unit]:raw_offsets[unit + 1]])
+        else:
+            _fill_shingles(norm, norm_offsets[unit], norm_offsets[unit + 1], n, mode,
+                           shingle_seed, raw[raw_offsets[unit]:raw_offsets[unit + 1]])
+    n_used = n_bands * rows  # permutations past the bands change no key
+    signatures = np.empty((n_units, n_used), dtype=np.uint32)
+    keys = np.empty((n_units, n_bands), dtype=np.uint64)
+    most = 0
+    for unit in range(n_units):
+        most = max(most, raw_offsets[unit + 1] - raw_offsets[unit])
+    mixed = np.empty(most, dtype=np.uint32)
+    is_covered = np.zeros(most, dtype=np.bool_)
+    for text in range(n_texts):
+        whole, last = firsts[text], firsts[text + 1]
+        for unit in range(whole + 1 if is_joined[text] else whole, last):
+            lo, hi = raw_offsets[unit], raw_offsets[unit + 1]
+            for i in range(hi - lo):
+                mixed[i] = fmix32(np.uint32(raw[lo + i] & LOW32))
+            _signature_into(mixed, hi - lo, perm_a[:n_used], perm_b[:n_used],
+                            signatures[unit])
+        if is_joined[text]:
+            lo, hi = raw_offsets[whole], raw_offsets[whole + 1]
+            is_covered[:hi - lo] = False
+            whole_width = norm_offsets[whole + 1] - norm_offsets[whole]
+            row = signatures[whole]
+            row[:] = EMPTY_SLOT
+            for part in range(whole + 1, last):
+                width = norm_offsets[part + 1] - norm_offsets[part]
+                if width >= n and whole_width >= n:
+                    at = norm_offsets[part] - norm_offsets[whole + 1]
+                    is_covered[at:at + width - n + 1] = True
+                    for perm in range(n_used):
+                        row[perm] = min(row[perm], signatures[part, perm])
+            n_mixed = 0
+            for i in range(hi - lo):
+                if not is_covered[i]:
+                    mixed[n_mixed] = fmix32(np.uint32(raw[lo + i] & LOW32))
+                    n_mixed += 1
+            crossing = np.empty(n_used, dtype=np.uint32)
+            _signature_into(mixed, n_mixed, perm_a[:n_used], perm_b[:n_used], crossing)
+            for perm in range(n_used):
+                row[perm] = min(row[perm], crossing[perm])
+        for unit in range(whole, last):
+            for band in range(n_bands):
+                keys[unit, band] = band_key(signatures[unit], band, rows)
+    return norm, norm_offsets, hashes, raw, raw_offsets, keys
+
+
+@njit(cache=True)
+def raw_shingles_utf8(data, offsets, n, mode, seed):
+    """Every shingle hash (text order, repeats kept) of units given as the UTF-8 bytes of their
+    normalized code points: data uint8, offsets int64[n_units + 1] in bytes.
+    Returns (raw uint64[r], raw_offsets int64[n_units + 1]), as shingle.raw_shingles gives for
+    the code points themselves.
+    """
+    n_units = offsets.size - 1
+    values = np.empty(data.size, dtype=np.int32)
+    value_offsets = np.zeros(n_units + 1, dtype=np.int64)
+    count = 0
+    for unit in range(n_units):
+        i = offsets[unit]
+        while i < offsets[unit + 1]:
+            cp, i = _decode_utf8(data, i)
+            values[count] = cp
+            count += 1
+        value_offsets[unit + 1] = count
+    raw_offsets = np.zeros(n_units + 1, dtype=np.int64)
+    for unit in range(n_units):
+        raw_offsets[unit + 1] = raw_offsets[unit] + _n_shingles(
+            values, value_offsets[unit], value_offsets[unit + 1], n, mode)
+    raw = np.empty(raw_offsets[n_units], dtype=np.uint64)
+    for unit in range(n_units):
+        _fill_shingles(values, value_offsets[unit], value_offsets[unit + 1], n, mode, seed,
+                       raw[raw_offsets[unit]:raw_offsets[unit + 1]])
+    return raw, raw_offsets

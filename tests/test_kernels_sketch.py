@@ -1,0 +1,180 @@
+"""kernels.sketch, verify.set_overlaps / pair_overlaps and band.sorted_lookup against the
+definitions: reference normalization and Python sets, and the engine's own (separately
+tested) kernels for what the one-text path must reproduce bit for bit."""
+
+import numpy as np
+import pytest
+import xxhash
+from hypothesis import given
+from hypothesis import strategies as st
+
+import reference
+from dedup.kernels.band import band_keys, key_directory, sorted_lookup
+from dedup.kernels.minhash import minhash_signatures
+from dedup.kernels.shingle import CHAR, WORD, raw_shingles
+from dedup.kernels.sketch import raw_shingles_utf8, sketch_units
+from dedup.kernels.verify import pair_overlaps, set_overlaps
+from dedup.normtable import load_table
+from dedup.pipeline import SHINGLE_SEED, UNIT_HASH_SEED, codepoints, permutations
+from dedup.units import split_units
+
+# letters, Arabic with tatweel and harakat, digits, a ligature and U+FDFA (expansions: the long
+# one outgrows the one-pass buffer), and white space str.isspace() knows (\x1c, \x85, U+2028)
+ALPHABET = "abcXYZ ,.!ـفيالبيتَ١٢3ﬁﷺ\t\x1c\x85\u2028"
+PARAGRAPHS = st.lists(st.text(alphabet=ALPHABET, max_size=40), min_size=0, max_size=6)
+BREAKS = st.sampled_from(["\n", "\n\n", "\r\n", "\r", " \n "])
+
+
+def document_units(texts):
+    """(cps, starts, ends, firsts) as the index builds them: per text the whole stripped text,
+    then its paragraphs."""
+    starts, ends, firsts, offset = [], [], [0], 0
+    for text in texts:
+        paras = split_units(text, "paragraph")
+        end = len(text.rstrip())
+        starts += [offset + min(len(text) - len(text.lstrip()), end)]
+        ends += [offset + end]
+        starts += [offset + s for s in paras.starts.tolist()]
+        ends += [offset + e for e in paras.ends.tolist()]
+        firsts.append(firsts[-1] + 1 + len(paras))
+        offset += len(text)
+    return (codepoints("".join(texts)), np.asarray(starts, dtype=np.int64),
+            np.asarray(ends, dtype=np.int64), np.asarray(firsts, dtype=np.int64))
+
+
+def sketch(texts, mode, n, bands=4, rows=3, num_perm=16):
+    a, b = permutations(num_perm, 7)
+    cps, starts, ends, firsts = document_units(texts)
+    result = sketch_units(cps, starts, ends, firsts, *load_table(), mode == WORD, n, mode,
+                          SHINGLE_SEED, UNIT_HASH_SEED, a, b, bands, rows)
+    return (cps, starts, ends, a, b) + result
+
+
+@given(st.lists(st.tuples(PARAGRAPHS, BREAKS), min_size=1, max_size=3),
+       st.sampled_from([CHAR, WORD]), st.integers(1, 6))
+def test_sketch_units_match_the_definitions(documents, mode, n):
+    texts = [sep.join(paras) for paras, sep in documents]
+    cps, starts, ends, a, b, norm, norm_offsets, hashes, raw, raw_offsets, keys = sketch(
+        texts, mode, n)
+    text = "".join(texts)
+    for unit in range(starts.size):
+        values = norm[norm_offsets[unit]:norm_offsets[unit + 1]]
+        expected = reference.normalize(text[starts[unit]:ends[unit]], keep_separators=mode == WORD)
+        assert "".join(map(chr, values.tolist())) == expected
+        assert int(hashes[unit]) == xxhash.xxh64_intdigest(
+            values.astype("<u4").tobytes(), int(UNIT_HASH_SEED))
+    # every shingle in text order, as raw_shingles makes them from the normalized units
+    expected_raw, expected_offsets = raw_shingles(norm, norm_offsets, n, mode, SHINGLE_SEED)
+    assert np.array_equal(raw, expected_raw) and np.array_equal(raw_offsets, expected_offsets)
+    # band keys of the MinHash of each unit's shingle set
+    for unit in range(starts.size):
+        shingles = set(raw[raw_offsets[unit]:raw_offsets[unit + 1]].tolist())
+        signature = np.asarray([reference.minhash(shingles, a, b)], dtype=np.uint32)
+        assert np.array_equal(keys[unit], band_keys(signature, 4, 3)[0])
+
+
+def test_sketch_units_of_a_long_document_equal_the_engine_kernels(rng):
+    words = ["word", "another", "ﬁnal", "في", "البيت", "x"]
+    paragraphs = [" ".join(rng.choice(words, int(rng.integers(1, 80)))) for _ in range(30)]
+    text = "\n".join(paragraphs[:10]) + "\n\n  \n" + "\r\n".join(paragraphs[10:])
+    a, b = permutations(128, 7)  # sketch()'s
+    for mode in (CHAR, WORD):
+        *_, norm, norm_offsets, hashes, raw, raw_offsets, keys = sketch([text], mode, 5, 16, 6,
+                                                                        128)
+        signatures = minhash_signatures(raw, raw_offsets, a, b)
+        assert np.array_equal(keys, band_keys(signatures, 16, 6))
+
+
+def test_sketch_units_of_no_units_and_empty_units():
+    a, b = permutations(8, 1)
+    empty = np.zeros(0, dtype=np.int64)
+    norm, norm_offsets, hashes, raw, raw_offsets, keys = sketch_units(
+        codepoints(""), empty, empty, np.zeros(1, dtype=np.int64), *load_table(), False, 5, CHAR,
+        SHINGLE_SEED, UNIT_HASH_SEED, a, b, 2, 4)
+    assert norm.size == 0 and keys.shape == (0, 2) and norm_offsets.tolist() == [0]
+    # a text of punctuation: every unit normalizes to nothing, keys are the empty signature's
+    *_, norm, norm_offsets, hashes, raw, raw_offsets, keys = sketch(["* * *\n!!"], CHAR, 5, 2, 4,
+                                                                    8)
+    assert norm.size == 0 and raw.size == 0
+    assert np.array_equal(keys[0], keys[1])
+
+
+@given(st.lists(st.lists(st.integers(0, 40), max_size=30), min_size=1, max_size=7),
+       st.integers(0, 3))
+def test_set_overlaps_count_shared_distinct_values(units, first):
+    raw = np.asarray([v * 0x9E3779B97F4A7C15 % 2**64 for u in units for v in u], dtype=np.uint64)
+    offsets = np.zeros(len(units) + 1, dtype=np.int64)
+    np.cumsum([len(u) for u in units], out=offsets[1:])
+    sizes, shared = set_overlaps(raw, offsets, first)
+    sets = [set(raw[offsets[k]:offsets[k + 1]].tolist()) for k in range(len(units))]
+    assert sizes.tolist() == [len(s) for s in sets]
+    k = max(len(units) - first, 0)
+    for i in range(k):
+        for j in range(k):
+            expected = len(sets[first + i] & sets[first + j]) if i < j else 0
+            assert shared[i, j] == expected
+
+
+@given(st.lists(st.lists(st.integers(0, 30), max_size=25), min_size=1, max_size=5),
+       st.lists(st.lists(st.integers(0, 30), max_size=25), min_size=1, max_size=5),
+       st.data())
+def test_pair_overlaps_count_shared_distinct_values(units_a, units_b, data):
+    def csr(units):
+        values = np.asarray([v * 0xC2B2AE3D27D4EB4F % 2**64 for u in units for v in u],
+                            dtype=np.uint64)
+        offsets = np.zeros(len(units) + 1, dtype=np.int64)
+        np.cumsum([len(u) for u in units], out=offsets[1:])
+        return values, offsets
+
+    raw_a, offsets_a = csr(units_a)
+    raw_b, offsets_b = csr(units_b)
+    pairs = data.draw(st.lists(st.tuples(st.integers(0, len(units_a) - 1),
+                                         st.integers(0, len(units_b) - 1)), max_size=12))
+    left = np.asarray([p[0] for p in pairs], dtype=np.int64)
+    right = np.asarray([p[1] for p in pairs], dtype=np.int64)
+    shared = pair_overlaps(raw_a, offsets_a, raw_b, offsets_b, left, right)
+    for k, (i, j) in enumerate(pairs):  # any order of pairs, a left met again later too
+        a = set(raw_a[offsets_a[i]:offsets_a[i + 1]].tolist())
+        b = set(raw_b[offsets_b[j]:offsets_b[j + 1]].tolist())
+        assert shared[k] == len(a & b)
+
+
+@given(st.lists(st.text(alphabet="abcـفيﬁﷺ٣ ", max_size=30), max_size=6),
+       st.sampled_from([CHAR, WORD]), st.integers(1, 6))
+def test_raw_shingles_utf8_equal_those_of_the_code_points(strings, mode, n):
+    encoded = [s.encode("utf-8") for s in strings]
+    offsets = np.zeros(len(strings) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    raw, raw_offsets = raw_shingles_utf8(np.frombuffer(b"".join(encoded), dtype=np.uint8),
+                                         offsets, n, mode, SHINGLE_SEED)
+    values = np.asarray([ord(c) for s in strings for c in s], dtype=np.int32)
+    value_offsets = np.zeros(len(strings) + 1, dtype=np.int64)
+    np.cumsum([len(s) for s in strings], out=value_offsets[1:])
+    expected, expected_offsets = raw_shingles(values, value_offsets, n, mode, SHINGLE_SEED)
+    assert np.array_equal(raw, expected) and np.array_equal(raw_offsets, expected_offsets)
+
+
+@pytest.mark.parametrize("n_keys", [0, 1, 7, 5000])
+def test_sorted_lookup_finds_every_equal_key(rng, n_keys):
+    keys = rng.integers(0, 2**64 - 1, n_keys, dtype=np.uint64, endpoint=True)
+    keys = np.sort(np.concatenate((keys, keys[:n_keys // 3], np.array([0, 2**64 - 1],
+                                                                        dtype=np.uint64))))
+    directory, shift = key_directory(keys)
+    queries = np.concatenate((keys[::3], rng.integers(0, 2**64 - 1, 20, dtype=np.uint64),
+                              np.array([0, 2**64 - 1], dtype=np.uint64)))
+    query, position = sorted_lookup(keys, directory, shift, queries)
+    expected = [(q, p) for q, key in enumerate(queries.tolist())
+                for p, stored in enumerate(keys.tolist()) if stored == key]
+    assert list(zip(query.tolist(), position.tolist())) == expected
+
+
+def test_long_expansions_take_the_two_pass_path():
+    # U+FDFA expands to 18 characters: the one-pass buffer (two values a code point) overflows
+    texts = ["ﷺ" * 30 + "\nabc ﷺ", "x\n" + "ﷺ" * 5]
+    cps, starts, ends, a, b, norm, norm_offsets, *_ = sketch(texts, CHAR, 5)
+    text = "".join(texts)
+    for unit in range(starts.size):
+        values = norm[norm_offsets[unit]:norm_offsets[unit + 1]]
+        assert "".join(map(chr, values.tolist())) == reference.normalize(
+            text[starts[unit]:ends[unit]], keep_separators=False)
+    assert norm_offsets[1] - norm_offsets[0] > 2 * len(texts[0])
