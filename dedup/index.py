@@ -28,6 +28,7 @@ may share a file (SQLite serializes writers; readers see the last committed stat
 'a'
 """
 
+import functools
 import json
 import os
 import sqlite3
@@ -43,11 +44,15 @@ import xxhash
 
 from dedup.config import Config
 from dedup.errors import ConfigError, InputError
-from dedup.kernels.verify import pair_similarities
-from dedup.normtable import NORMALIZATION_VERSION
+from dedup.kernels.band import key_directory, sorted_lookup
+from dedup.kernels.shingle import CHAR, WORD, compact_sorted_inplace
+from dedup.kernels.sketch import raw_shingles_utf8, sketch_units
+from dedup.kernels.verify import pair_overlaps, set_overlaps
+from dedup.normtable import NORMALIZATION_VERSION, load_table
 from dedup.pipeline import (
-    CONTAINED, EXACT, NEAR, Prepared, codepoints, find_groups, is_edge, kernel_threads, prepare,
-    shingle_normalized, unit_band_keys,
+    CONTAINED, EXACT, NEAR, SHINGLE_SEED, UNIT_HASH_SEED, Prepared, _fixed_permutations,
+    codepoints, find_groups, is_edge, kernel_threads, prepare, shingle_normalized, sort_segments,
+    unit_band_keys,
 )
 from dedup.results import DocumentMatch, ParagraphRepeat, UnitMatch, Verdict
 from dedup.units import split_units
@@ -58,6 +63,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 DOCUMENT, PARAGRAPH = 0, 1
 # paragraph band keys are salted so that a paragraph never lands in a document's bucket
 PARAGRAPH_SALT = np.uint64(0x9E3779B97F4A7C15)
+_SALT = np.array(PARAGRAPH_SALT).view(np.int64)[()]  # the same bits, for int64 keys
 # settings that decide what is stored: opening with other values would give wrong answers
 COMPATIBILITY = ("shingle", "ngram", "num_perm", "seed")
 PROBE_TEXT = "Engine fingerprint: the quick brown fox\nنص عربي قصير للتحقق ١٢٣\nÉtape trois"
@@ -155,24 +161,51 @@ def _check_text(text, name="text") -> str:
 
 @dataclass
 class _Analysis:
-    """One text, normalized and shingled: unit 0 is the whole document, units 1.. its
-    paragraphs; keys are the units' band keys (paragraph ones salted), as signed ints."""
+    """One text, normalized, hashed, shingled and banded (kernels.sketch.sketch_units): unit 0
+    is the whole document, units 1.. its paragraphs. raw holds each unit's shingle hashes in
+    text order (neither sorted nor distinct); keys are the units' band keys (paragraph ones
+    salted) as signed ints. Distinct sizes and the paragraphs' overlaps are counted when first
+    asked for (a check of a document with no candidate never needs the document's)."""
 
     text: str
     starts: np.ndarray
     ends: np.ndarray
     lines: np.ndarray
-    prepared: Prepared
-    keys: np.ndarray  # int64[n_units, n_bands]
+    norm: np.ndarray          # int32 normalized code points
+    norm_offsets: np.ndarray
+    hashes: np.ndarray        # uint64 xxh64 of each normalized unit
+    raw: np.ndarray
+    raw_offsets: np.ndarray
+    keys: np.ndarray          # int64[n_units, n_bands]
+    _sizes: np.ndarray | None = None
+    _overlaps: tuple | None = None
 
     def __len__(self):
         return self.starts.size
+
+    @property
+    def norm_lengths(self) -> np.ndarray:
+        return np.diff(self.norm_offsets)
 
     def kind(self, unit: int) -> int:
         return DOCUMENT if unit == 0 else PARAGRAPH
 
     def active(self) -> list[int]:
-        return np.flatnonzero(self.prepared.norm_lengths > 0).tolist()
+        return np.flatnonzero(self.norm_offsets[1:] > self.norm_offsets[:-1]).tolist()
+
+    def paragraph_overlaps(self) -> tuple[np.ndarray, np.ndarray]:
+        """(distinct sizes int64[n_paragraphs], shared int64[n, n] for i < j)."""
+        if self._overlaps is None:
+            lo = self.raw_offsets[1]
+            self._overlaps = set_overlaps(self.raw[lo:], self.raw_offsets[1:] - lo, 0)
+        return self._overlaps
+
+    def sizes(self) -> np.ndarray:
+        """Distinct shingles of every unit."""
+        if self._sizes is None:
+            document, _ = set_overlaps(self.raw, self.raw_offsets[:2], 1)
+            self._sizes = np.concatenate((document, self.paragraph_overlaps()[0]))
+        return self._sizes
 
 
 @dataclass
@@ -184,167 +217,208 @@ class _Found:
     verdict_parts: tuple
 
 
-class _Buckets:
-    """The LSH buckets of the stored units, in memory: band key -> unit ids.
-
-    Loaded from units.bands and brought up to date at the start of each transaction, from the
-    units added since (ids only grow: AUTOINCREMENT) and the `dropped` log. Changes made inside
-    a write transaction live in a per-thread overlay, merged only once the transaction commits,
-    so a rollback (or a killed process) leaves nothing behind. Bulk: sorted arrays (searched
-    with searchsorted); recent: a dict, merged into the arrays when it grows.
-    """
+class _MultiMap:
+    """uint64 key -> int64 values (unit ids), in memory: a sorted bulk searched through a
+    directory (kernels.band.sorted_lookup: a few cache misses a key at any size), and a dict
+    of recent additions, merged into the bulk when it grows (a linear merge of sorted arrays,
+    not a sort of everything). Keys come in and go out as signed int64 (SQLite's integers)."""
 
     _MERGE = 1 << 17
 
     def __init__(self):
-        self.lock = threading.Lock()
-        self.keys = np.zeros(0, dtype=np.int64)   # sorted
-        self.units = np.zeros(0, dtype=np.int64)
-        self.recent = {}   # key -> list of unit ids
+        self.keys = np.zeros(0, dtype=np.uint64)   # sorted
+        self.values = np.zeros(0, dtype=np.int64)
+        self.directory, self.shift = key_directory(self.keys)
+        self.recent = {}   # signed key -> list of values
         self.n_recent = 0
-        self.dead = set()  # removed unit ids still in keys/units or recent
+
+    def add(self, keys, value):
+        for key in keys:
+            self.recent.setdefault(key, []).append(value)
+        self.n_recent += len(keys)
+
+    def bulk(self, keys: np.ndarray, values: np.ndarray):
+        """Merge many (key, value) pairs (signed or unsigned 64-bit keys) into the bulk."""
+        keys = np.ascontiguousarray(keys).view(np.uint64)
+        order = np.argsort(keys, kind="stable")
+        keys, values = keys[order], np.asarray(values, dtype=np.int64)[order]
+        at = np.searchsorted(self.keys, keys, "right")  # after equal keys: older values first
+        self.keys = np.insert(self.keys, at, keys)
+        self.values = np.insert(self.values, at, values)
+        self.directory, self.shift = key_directory(self.keys)
+
+    def merge_recent(self):
+        """Merge the recent additions into the bulk when they are many."""
+        if self.n_recent > self._MERGE:
+            keys = np.fromiter((k for k, vs in self.recent.items() for _ in vs), dtype=np.int64,
+                               count=self.n_recent)
+            values = np.fromiter((v for vs in self.recent.values() for v in vs), dtype=np.int64,
+                                 count=self.n_recent)
+            self.recent, self.n_recent = {}, 0
+            self.bulk(keys, values)
+
+    def drop(self, dead: set):
+        """Forget the values in dead."""
+        keep = ~np.isin(self.values, np.fromiter(dead, dtype=np.int64, count=len(dead)))
+        self.keys, self.values = self.keys[keep], self.values[keep]
+        self.recent = {k: [v for v in vs if v not in dead] for k, vs in self.recent.items()}
+        self.n_recent = sum(len(vs) for vs in self.recent.values())
+        self.directory, self.shift = key_directory(self.keys)
+
+    def lookup(self, queries: np.ndarray, extra=None) -> tuple[np.ndarray, np.ndarray]:
+        """(query index, value) of every value under each query (int64 or uint64 keys);
+        extra: a dict signed key -> values also searched (a transaction's own additions)."""
+        queries = np.ascontiguousarray(queries)
+        query, position = sorted_lookup(self.keys, self.directory, self.shift,
+                                        queries.view(np.uint64))
+        values = self.values[position]
+        dicts = [d for d in (self.recent, extra) if d]
+        if not dicts:
+            return query, values
+        more_query, more_values = [], []
+        for k, key in enumerate(queries.view(np.int64).tolist()):
+            for found in dicts:
+                members = found.get(key)
+                if members:
+                    more_query += [k] * len(members)
+                    more_values += members
+        if not more_query:
+            return query, values
+        return (np.concatenate((query, np.asarray(more_query, dtype=np.int64))),
+                np.concatenate((values, np.asarray(more_values, dtype=np.int64))))
+
+
+class _Buckets:
+    """The LSH buckets (band key -> unit ids) and the exact classes ((kind, normalized hash) ->
+    unit id) of the stored units, in memory, so that check() reads the file only when it finds
+    something to verify or to name.
+
+    Loaded from units and brought up to date whenever another connection has committed
+    (PRAGMA data_version), from the units added since (ids only grow: AUTOINCREMENT) and the
+    `dropped` log. Changes made inside a write transaction live in a per-thread _Overlay,
+    merged only once the transaction commits, so a rollback (or a killed process) leaves
+    nothing behind.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.bands = _MultiMap()
+        self.exact = (_MultiMap(), _MultiMap())  # by kind: DOCUMENT, PARAGRAPH
+        self.dead = set()  # removed unit ids still in the maps
         self.last_unit = 0
         self.last_drop = 0
-        self._recent_cache = None
 
     def refresh(self, conn):
         """Take in what other connections committed since the last refresh."""
         with self.lock:
-            added = conn.execute("SELECT id, bands FROM units WHERE id > ? ORDER BY id",
-                                 (self.last_unit,)).fetchall()
+            added = conn.execute("SELECT id, kind, hash, bands FROM units WHERE id > ? "
+                                 "ORDER BY id", (self.last_unit,)).fetchall()
             drops = conn.execute("SELECT seq, unit FROM dropped WHERE seq > ? ORDER BY seq",
                                  (self.last_drop,)).fetchall()
-            if added and len(added) > 4096:
-                keys = [np.frombuffer(blob, dtype="<i8") for _, blob in added]
-                units = np.repeat(np.asarray([i for i, _ in added], dtype=np.int64),
-                                  [k.size for k in keys])
-                self._bulk(np.concatenate(keys).astype(np.int64), units)
-            else:
-                for unit_id, blob in added:
-                    self._add(np.frombuffer(blob, dtype="<i8").tolist(), unit_id)
-            if added:
-                self.last_unit = added[-1][0]
+            self._take([(unit_id, kind, unit_hash, np.frombuffer(blob, dtype="<i8"))
+                        for unit_id, kind, unit_hash, blob in added])
             for seq, unit_id in drops:
                 if unit_id <= self.last_unit:  # else it came and went before we looked
                     self.dead.add(unit_id)
                 self.last_drop = seq
             self._maybe_merge()
 
-    def _add(self, keys, unit_id):
-        for key in keys:
-            self.recent.setdefault(key, []).append(unit_id)
-        self.n_recent += len(keys)
-
-    def _bulk(self, keys, units):
-        keys = np.concatenate((self.keys, keys))
-        units = np.concatenate((self.units, units))
-        order = np.argsort(keys, kind="stable")
-        self.keys, self.units = keys[order], units[order]
+    def _take(self, units: list):
+        """Add units (id, kind, hash, band keys int64 array) with ids above last_unit."""
+        units = [u for u in units if u[0] > self.last_unit]
+        if not units:
+            return
+        if len(units) > 4096:  # many: merge sorted arrays rather than key by key
+            ids = np.asarray([u[0] for u in units], dtype=np.int64)
+            keys = [np.asarray(u[3], dtype=np.int64) for u in units]  # lists from _store
+            self.bands.bulk(np.concatenate(keys), np.repeat(ids, [k.size for k in keys]))
+            kinds = np.asarray([u[1] for u in units])
+            hashes = np.asarray([u[2] for u in units], dtype=np.int64)
+            for kind in (DOCUMENT, PARAGRAPH):
+                self.exact[kind].bulk(hashes[kinds == kind], ids[kinds == kind])
+        else:
+            for unit_id, kind, unit_hash, keys in units:
+                self.bands.add(keys.tolist() if isinstance(keys, np.ndarray) else keys, unit_id)
+                self.exact[kind].add((unit_hash,), unit_id)
+        self.last_unit = max(self.last_unit, max(u[0] for u in units))
 
     def _maybe_merge(self):
-        if self.n_recent > self._MERGE or len(self.dead) > self._MERGE:
-            keys = [k for k, members in self.recent.items() for _ in members]
-            units = [u for members in self.recent.values() for u in members]
-            self.recent, self.n_recent = {}, 0
-            self._recent_cache = None
-            self._bulk(np.asarray(keys, dtype=np.int64), np.asarray(units, dtype=np.int64))
-            if self.dead:
-                alive = ~np.isin(self.units, np.fromiter(self.dead, dtype=np.int64))
-                self.keys, self.units = self.keys[alive], self.units[alive]
-                self.dead = set()
+        for found in (self.bands, *self.exact):
+            found.merge_recent()
+        if len(self.dead) > _MultiMap._MERGE:
+            for found in (self.bands, *self.exact):
+                found.drop(self.dead)
+            self.dead = set()
 
-    def commit(self, overlay):
-        """Merge a committed transaction's overlay (added, dead, last unit id)."""
-        added, dead, _ = overlay
+    def commit(self, overlay: "_Overlay"):
+        """Merge a committed transaction's overlay."""
         with self.lock:
-            fresh = [(unit_id, keys) for unit_id, keys in added.items()
-                     if unit_id > self.last_unit]
-            if len(fresh) > 4096:  # a bulk transaction: sort into the arrays, not key by key
-                units = np.repeat(np.asarray([u for u, _ in fresh], dtype=np.int64),
-                                  [len(k) for _, k in fresh])
-                keys = np.concatenate([np.asarray(k, dtype=np.int64) for _, k in fresh])
-                self._bulk(keys, units)
-            else:
-                for unit_id, keys in fresh:
-                    self._add(keys if isinstance(keys, list) else keys.tolist(), unit_id)
-            if fresh:
-                self.last_unit = max(self.last_unit, max(u for u, _ in fresh))
-            self.dead |= dead
+            self._take([(unit_id, kind, unit_hash, keys)
+                        for unit_id, (kind, unit_hash, keys) in overlay.added.items()])
+            self.dead |= overlay.dead
             self._maybe_merge()
 
-    def _recent_arrays(self):
-        """The recent additions as sorted (keys, units) arrays, rebuilt only when they changed."""
-        if self._recent_cache is None or self._recent_cache[0] != self.n_recent:
-            keys = np.fromiter((k for k, members in self.recent.items() for _ in members),
-                               dtype=np.int64, count=self.n_recent)
-            units = np.fromiter((u for members in self.recent.values() for u in members),
-                                dtype=np.int64, count=self.n_recent)
-            order = np.argsort(keys, kind="stable")
-            self._recent_cache = (self.n_recent, keys[order], units[order])
-        return self._recent_cache[1:]
+    def find(self, keys: np.ndarray, overlay) -> tuple[np.ndarray, np.ndarray]:
+        """(position in keys, unit id) of every live bucket member under the band keys
+        (int64, any shape, flattened)."""
+        flat = np.ascontiguousarray(keys, dtype=np.int64).ravel()
+        with self.lock:
+            query, units = self.bands.lookup(flat, overlay.by_key if overlay else None)
+            dead = self.dead
+        if overlay is not None and overlay.dead:
+            dead = dead | overlay.dead
+        if dead and units.size:
+            alive = np.fromiter((u not in dead for u in units.tolist()), dtype=bool,
+                                count=units.size)
+            query, units = query[alive], units[alive]
+        return query, units
+
+    def find_exact(self, hashes: np.ndarray, kind: int, overlay) -> tuple[np.ndarray, np.ndarray]:
+        """(position in hashes, unit id) of the live stored units of this kind with the same
+        normalized hash (at most one each)."""
+        with self.lock:
+            query, units = self.exact[kind].lookup(
+                np.ascontiguousarray(hashes, dtype=np.int64),
+                overlay.by_hash[kind] if overlay else None)
+            dead = self.dead
+        if overlay is not None and overlay.dead:
+            dead = dead | overlay.dead
+        if dead and units.size:
+            alive = np.fromiter((u not in dead for u in units.tolist()), dtype=bool,
+                                count=units.size)
+            query, units = query[alive], units[alive]
+        return query, units
 
     def members(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row, unit id) of every live bucket member under the band keys int64[n, bands] of n
         units, row indexing keys; vectorized (the batch path asks for thousands of units)."""
         n_bands = keys.shape[1] if keys.ndim == 2 else 1
-        flat = np.ascontiguousarray(keys, dtype=np.int64).ravel()
-        rows, units = [], []
-        with self.lock:
-            recent_keys, recent_units = self._recent_arrays()
-            for sorted_keys, sorted_units in ((self.keys, self.units),
-                                              (recent_keys, recent_units)):
-                if not sorted_keys.size or not flat.size:
-                    continue
-                lo = np.searchsorted(sorted_keys, flat, "left")
-                counts = np.searchsorted(sorted_keys, flat, "right") - lo
-                total = int(counts.sum())
-                if not total:
-                    continue
-                hits = np.flatnonzero(counts)
-                starts = np.repeat(lo[hits] - (np.cumsum(counts[hits]) - counts[hits]),
-                                   counts[hits])
-                rows.append(np.repeat(hits // n_bands, counts[hits]))
-                units.append(sorted_units[starts + np.arange(total)])
-            dead = np.fromiter(self.dead, dtype=np.int64, count=len(self.dead))
-        if not rows:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        rows, units = np.concatenate(rows), np.concatenate(units)
-        if dead.size:
-            alive = ~np.isin(units, dead)
-            rows, units = rows[alive], units[alive]
-        return rows, units
+        query, units = self.find(keys, None)
+        return query // n_bands, units
 
-    def find(self, keys: list, overlay) -> list[tuple[int, int]]:
-        """(key, unit id) of every live bucket member under the given keys."""
-        found = []
-        with self.lock:
-            if self.keys.size and keys:
-                # sorted needles: numpy's binary search starts from the previous answer
-                query = np.sort(np.asarray(keys, dtype=np.int64))
-                lo = np.searchsorted(self.keys, query, "left")
-                is_hit = self.keys[np.minimum(lo, self.keys.size - 1)] == query
-                if is_hit.any():
-                    hits = np.flatnonzero(is_hit)
-                    hi = np.searchsorted(self.keys, query[hits], "right")
-                    for k, start, end in zip(hits.tolist(), lo[hits].tolist(), hi.tolist()):
-                        key = int(query[k])
-                        found += [(key, u) for u in self.units[start:end].tolist()]
-            recent = self.recent
-            for key in keys:
-                members = recent.get(key)
-                if members:
-                    found += [(key, u) for u in members]
-            dead = self.dead
-        if overlay is not None:
-            added, overlay_dead, by_key = overlay
-            for key in keys:
-                members = by_key.get(key)
-                if members:
-                    found += [(key, u) for u in members]
-            dead = dead | overlay_dead
-        if dead:
-            found = [(key, u) for key, u in found if u not in dead]
-        return found
+
+class _Overlay:
+    """A write transaction's changes to the buckets, merged into them once it commits."""
+
+    def __init__(self):
+        self.added = {}    # unit id -> (kind, hash, placed band keys)
+        self.dead = set()
+        self.by_key = {}   # band key -> unit ids
+        self.by_hash = ({}, {})  # by kind: hash -> [unit id]
+
+    def add(self, unit_id, kind, unit_hash, placed):
+        self.added[unit_id] = (kind, unit_hash, placed)
+        for band_key in placed:
+            self.by_key.setdefault(band_key, []).append(unit_id)
+        self.by_hash[kind].setdefault(unit_hash, []).append(unit_id)
+
+    def copy(self) -> "_Overlay":
+        other = _Overlay()
+        other.added = dict(self.added)
+        other.dead = set(self.dead)
+        other.by_key = {k: list(v) for k, v in self.by_key.items()}
+        other.by_hash = tuple({k: list(v) for k, v in d.items()} for d in self.by_hash)
+        return other
 
 
 class Index:
@@ -530,6 +604,7 @@ class Index:
                                   + "; ".join(diffs))
         self.config = config
         self._band_rows = config.band_rows
+        self.__dict__.pop("_sketch_args", None)
         if meta["fingerprint"] != self._fingerprint():
             raise InputError(f"{self.path}: built by a dedup whose hashing differs from this "
                              f"one's (engine fingerprint); rebuild the index")
@@ -537,8 +612,8 @@ class Index:
     def _fingerprint(self) -> str:
         """Hash of the normalized hashes and band keys of a fixed text: changes if any stage
         that stored data depends on (normalization, shingling, MinHash, banding) changes."""
-        analysis = self._analyse([PROBE_TEXT], keep_normalized=False)[0]
-        data = analysis.prepared.hashes.tobytes() + analysis.keys.tobytes()
+        analysis = self._analyse([PROBE_TEXT])[0]
+        data = analysis.hashes.tobytes() + analysis.keys.tobytes()
         return xxhash.xxh64_hexdigest(data)
 
     # ---- life cycle ----------------------------------------------------------------------
@@ -587,9 +662,9 @@ class Index:
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
-                self._buckets.refresh(conn)
+                self._sync(conn)
                 if write:
-                    self._local.overlay = ({}, set(), {})  # (added, dead, added by key)
+                    self._local.overlay = _Overlay()
                 yield conn
             except BaseException:
                 if conn.in_transaction:
@@ -606,18 +681,41 @@ class Index:
             if write:
                 self._local.overlay = None
 
+    def _sync(self, conn):
+        """Bring the buckets up to date if another connection (thread or process) committed
+        since this one last looked: PRAGMA data_version tells, for the price of one statement
+        (this connection's own commits reach the buckets through their overlay)."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != getattr(self._local, "data_version", None):
+            self._buckets.refresh(conn)
+            self._local.data_version = version
+
+    @contextmanager
+    def _snapshot(self):
+        """A read transaction for check(), opened only when it has rows to read."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            raise self._error(err) from None
+
     def _read(self, action):
         with self._transaction(write=False) as conn:
             return action(conn)
 
     # ---- analysis (no database) ----------------------------------------------------------
 
-    def _analyse(self, texts: list[str], keep_normalized: bool) -> list[_Analysis]:
-        """Normalize, shingle and band every text and its paragraphs in one kernel pass."""
-        config = self.config
+    def _analyse(self, texts: list[str]) -> list[_Analysis]:
+        """Normalize, hash, shingle and band every text and its paragraphs in one kernel call
+        on the calling thread (kernels.sketch.sketch_units)."""
         spans = []
         offset = 0
-        starts, ends = [], []
+        starts, ends, firsts = [], [], [0]
         for text in texts:
             paras = split_units(text, "paragraph")
             # the document unit, as split_units(text, "document") gives it: white space stripped
@@ -629,152 +727,172 @@ class Index:
             spans.append((unit_starts, unit_ends, lines))
             starts.append(unit_starts + offset)
             ends.append(unit_ends + offset)
+            firsts.append(firsts[-1] + unit_starts.size)
             offset += len(text)
-        with _KERNEL_LOCK, kernel_threads(offset):  # many texts (BulkAdd): all threads
-            prepared = prepare(codepoints("".join(texts)), np.concatenate(starts),
-                               np.concatenate(ends), config, keep_normalized=keep_normalized)
-            keys = unit_band_keys(prepared.shingles, prepared.shingle_offsets, config,
-                                  self._band_rows)
+        cps = codepoints(texts[0] if len(texts) == 1 else "".join(texts))
+        norm, norm_offsets, hashes, raw, raw_offsets, keys = sketch_units(
+            cps, np.concatenate(starts), np.concatenate(ends), np.asarray(firsts, dtype=np.int64),
+            *self._sketch_args)
+        keys = keys.view(np.int64)
+        if len(texts) == 1:
+            keys[1:] ^= _SALT
+            return [_Analysis(texts[0], *spans[0], norm, norm_offsets, hashes, raw, raw_offsets,
+                              keys)]
         result = []
-        lo = 0
-        for text, (unit_starts, unit_ends, lines) in zip(texts, spans):
-            hi = lo + unit_starts.size
-            part = _slice(prepared, lo, hi)
+        for text, (unit_starts, unit_ends, lines), lo, hi in zip(texts, spans, firsts,
+                                                                 firsts[1:]):
+            no, ro = norm_offsets[lo:hi + 1], raw_offsets[lo:hi + 1]
             part_keys = keys[lo:hi].copy()
-            part_keys[1:] ^= PARAGRAPH_SALT
-            result.append(_Analysis(text, unit_starts, unit_ends, lines, part,
-                                    part_keys.view(np.int64)))
-            lo = hi
+            part_keys[1:] ^= _SALT
+            result.append(_Analysis(text, unit_starts, unit_ends, lines, norm[no[0]:no[-1]],
+                                    no - no[0], hashes[lo:hi], raw[ro[0]:ro[-1]], ro - ro[0],
+                                    part_keys))
         return result
+
+    @functools.cached_property
+    def _sketch_args(self) -> tuple:
+        """sketch_units' arguments after the units: table, shingling, permutations, banding."""
+        config = self.config
+        table, exp_offsets, exp_values = load_table()
+        a, b = _fixed_permutations(config.num_perm, config.seed)
+        mode = WORD if config.shingle == "word" else CHAR
+        bands, rows = self._band_rows
+        return (table, exp_offsets, exp_values, mode == WORD, config.ngram, mode, SHINGLE_SEED,
+                UNIT_HASH_SEED, a, b, bands, rows)
 
     # ---- lookup and verification ---------------------------------------------------------
 
-    def _stored_shingles(self, rows) -> dict:
-        """Sorted shingles of stored units rows (id, hash, norm blob), from the cache or
-        re-made from their normalized text in one kernel call."""
+    def _stored_raw(self, rows) -> dict:
+        """Shingle hashes (text order) of stored units rows (id, hash, norm blob), from the
+        cache or re-made from their normalized text in one kernel call."""
         found = {}
         missing = []
         for unit_id, unit_hash, blob in rows:
             cached = self._cache.get((unit_id, unit_hash))
             if cached is None:
-                missing.append((unit_id, unit_hash, _decode_norm(blob)))
+                missing.append((unit_id, unit_hash, zlib.decompress(blob)))
             else:
                 found[unit_id] = cached
         if missing:
-            norms = [m[2] for m in missing]
-            offsets = np.zeros(len(norms) + 1, dtype=np.int64)
-            np.cumsum([n.size for n in norms], out=offsets[1:])
-            with _kernels():
-                shingles, shingle_offsets = shingle_normalized(np.concatenate(norms), offsets,
-                                                               self.config)
-            if self._cached_shingles + shingles.size > _CACHE_SHINGLES:
+            offsets = np.zeros(len(missing) + 1, dtype=np.int64)
+            np.cumsum([len(m[2]) for m in missing], out=offsets[1:])
+            data = np.frombuffer(b"".join(m[2] for m in missing), dtype=np.uint8)
+            config = self.config
+            raw, raw_offsets = raw_shingles_utf8(data, offsets, config.ngram,
+                                                 WORD if config.shingle == "word" else CHAR,
+                                                 SHINGLE_SEED)
+            if self._cached_shingles + raw.size > _CACHE_SHINGLES:
                 self._cache.clear()  # boilerplate comes back soon; the rest is not worth more
                 self._cached_shingles = 0
-            self._cached_shingles += shingles.size
+            self._cached_shingles += raw.size
             for k, (unit_id, unit_hash, _) in enumerate(missing):
-                values = shingles[shingle_offsets[k]:shingle_offsets[k + 1]].copy()
+                values = raw[raw_offsets[k]:raw_offsets[k + 1]]
                 self._cache[(unit_id, unit_hash)] = values
                 found[unit_id] = values
         return found
 
+    def _overlaps(self, values, offsets, sizes, stored, left, right_ids) -> tuple:
+        """(jaccard, containment) float64 of pairs (unit left[k] of values/offsets with
+        distinct sizes `sizes`, stored unit right_ids[k]; stored: id -> (n_shingles, blob,
+        hash)), exactly as pair_similarities gives them on sorted sets."""
+        order = sorted(set(right_ids.tolist()))
+        raws = self._stored_raw([(i, stored[i][2], stored[i][1]) for i in order])
+        stored_offsets = np.zeros(len(order) + 1, dtype=np.int64)
+        np.cumsum([raws[i].size for i in order], out=stored_offsets[1:])
+        right = np.searchsorted(np.asarray(order, dtype=np.int64), right_ids)
+        by_left = np.argsort(left, kind="stable")  # one table per unit
+        shared = np.empty(left.size, dtype=np.int64)
+        shared[by_left] = pair_overlaps(values, offsets,
+                                        np.concatenate([raws[i] for i in order]),
+                                        stored_offsets, left[by_left], right[by_left])
+        return similarities(shared, sizes[left],
+                            np.asarray([stored[i][0] for i in order], dtype=np.int64)[right])
+
     def _lookup(self, conn, analysis: _Analysis) -> _Found:
         """Stored units that repeat the text's units, verified exactly; and the verdict."""
-        # one thread setting for all its kernel calls; always taken inside a transaction, so
-        # the kernel lock never waits on SQLite's lock while holding it
-        with _kernels():
-            return self._lookup_one(conn, analysis)
+        return self._conclude(conn, analysis, self._candidates(analysis))
 
-    def _lookup_one(self, conn, analysis: _Analysis) -> _Found:
-        prepared = analysis.prepared
+    def _candidates(self, analysis: _Analysis) -> tuple:
+        """(exact, bucket sizes, left, right ids) from the in-memory buckets alone: the text's
+        units with a stored exact copy (unit -> stored id), the stored members of each band
+        key found (inside add(); else empty), and the candidate pairs (unit, stored id) to
+        verify."""
+        overlay = getattr(self._local, "overlay", None)
         active = analysis.active()
-        hashes = prepared.hashes.view(np.int64)
         exact = {}
         bucket_sizes = {}
-        candidates = {}  # unit -> set of stored unit ids sharing a band
-        if active:
-            by_hash = {}
-            for unit_id, unit_hash, kind in conn.execute(
-                    "SELECT id, hash, kind FROM units WHERE hash IN "
-                    "(SELECT value FROM json_each(?))",
-                    (json.dumps(sorted({int(hashes[u]) for u in active})),)):
-                by_hash[(unit_hash, kind)] = unit_id
-            for unit in active:
-                unit_id = by_hash.get((int(hashes[unit]), analysis.kind(unit)))
-                if unit_id is not None:
-                    exact[unit] = unit_id
-            # a paragraph with an exact stored copy has its best match already, and it will
-            # not be stored anew (no band rows to place): only the others need their bands
-            searched = [u for u in active if u == 0 or u not in exact]
-            flat = analysis.keys[searched].ravel()
-            order = np.argsort(flat, kind="stable")
-            flat_sorted = flat[order]
-            found = self._buckets.find(np.unique(flat_sorted).tolist(),
-                                       getattr(self._local, "overlay", None))
-            if found:
-                # the units of this text under each key found: most keys find nothing, so
-                # only those are mapped back (by position in the sorted keys)
-                found_keys = np.fromiter((k for k, _ in found), dtype=np.int64,
-                                         count=len(found))
-                lo = np.searchsorted(flat_sorted, found_keys, "left").tolist()
-                hi = np.searchsorted(flat_sorted, found_keys, "right").tolist()
-                n_bands = analysis.keys.shape[1]
-                for (key, unit_id), start, end in zip(found, lo, hi):
-                    bucket_sizes[key] = bucket_sizes.get(key, 0) + 1
-                    for position in order[start:end].tolist():
-                        candidates.setdefault(searched[position // n_bands], set()).add(unit_id)
-            for unit in list(candidates):
-                candidates[unit].discard(exact.get(unit))  # same text: already an exact match
-                if not candidates[unit]:
-                    del candidates[unit]
-        pairs = self._verify(conn, analysis, candidates)
-        parts = self._describe(conn, analysis, exact, pairs)
-        return _Found(exact, bucket_sizes, parts)
+        none = np.zeros(0, dtype=np.int64)
+        if not active:
+            return exact, bucket_sizes, none, none
+        hashes = analysis.hashes.view(np.int64)
+        if active[0] == 0:
+            query, unit_ids = self._buckets.find_exact(hashes[:1], DOCUMENT, overlay)
+            if query.size:
+                exact[0] = int(unit_ids[0])
+        paragraphs = active[1:] if active[0] == 0 else active
+        if paragraphs:
+            query, unit_ids = self._buckets.find_exact(hashes[paragraphs], PARAGRAPH, overlay)
+            for q, unit_id in zip(query.tolist(), unit_ids.tolist()):
+                exact[paragraphs[q]] = unit_id
+        # a paragraph with an exact stored copy has its best match already, and it will not
+        # be stored anew (no bucket to join): only the others need their bands
+        searched = np.asarray([u for u in active if u == 0 or u not in exact], dtype=np.int64)
+        flat = analysis.keys[searched].ravel()
+        query, unit_ids = self._buckets.find(flat, overlay)
+        if not query.size:
+            return exact, bucket_sizes, none, none
+        if overlay is not None:  # add(): the bucket sizes decide where the text is stored
+            counts = np.bincount(query, minlength=flat.size)
+            hit = np.flatnonzero(counts)
+            bucket_sizes = dict(zip(flat[hit].tolist(), counts[hit].tolist()))
+        n_bands = analysis.keys.shape[1]
+        packed = np.unique((searched[query // n_bands] << 32) | unit_ids)
+        left, right_ids = packed >> 32, packed & 0xFFFFFFFF
+        if exact:  # the same text is already an exact match
+            same = np.fromiter((exact.get(u) == i for u, i in
+                                zip(left.tolist(), right_ids.tolist())), dtype=bool,
+                               count=left.size)
+            left, right_ids = left[~same], right_ids[~same]
+        return exact, bucket_sizes, left, right_ids
 
-    def _verify(self, conn, analysis, candidates) -> list[tuple]:
+    def _conclude(self, conn, analysis, candidates) -> _Found:
+        """Verify the candidates and describe the verdict (conn may be None when there is
+        nothing to read: no exact copy and no candidate)."""
+        exact, bucket_sizes, left, right_ids = candidates
+        pairs = self._verify(conn, analysis, left, right_ids) if left.size else []
+        return _Found(exact, bucket_sizes, self._describe(conn, analysis, exact, pairs))
+
+    def _verify(self, conn, analysis, left, right_ids) -> list[tuple]:
         """Verified repeats: (unit, stored id, kind, similarity, jaccard, containment,
         is_inside_stored) for each candidate pair that is an edge of the batch path."""
-        if not candidates:
-            return []
         config = self.config
-        wanted = sorted(set().union(*candidates.values()))
+        wanted = np.unique(right_ids).tolist()
         stored = {}
         for unit_id, kind, unit_hash, norm_length, n_shingles, blob in conn.execute(
                 "SELECT id, kind, hash, norm_length, n_shingles, norm FROM units WHERE id IN "
                 "(SELECT value FROM json_each(?))", (json.dumps(wanted),)):
-            stored[unit_id] = (kind, unit_hash, norm_length, n_shingles, blob)
-        shingle_sets = self._stored_shingles(
-            [(i, row[1], row[4]) for i, row in stored.items()])
-        prepared = analysis.prepared
-        left, right_ids = [], []
-        for unit, ids in candidates.items():
-            for unit_id in sorted(ids):
-                row = stored.get(unit_id)
-                if row is not None and row[0] == analysis.kind(unit):
-                    left.append(unit)
-                    right_ids.append(unit_id)
-        if not left:
+            stored[unit_id] = (kind, n_shingles, blob, unit_hash, norm_length)
+        is_kept = np.fromiter(
+            (i in stored and stored[i][0] == (DOCUMENT if u == 0 else PARAGRAPH)
+             for u, i in zip(left.tolist(), right_ids.tolist())), dtype=bool, count=left.size)
+        left, right_ids = left[is_kept], right_ids[is_kept]
+        if not left.size:
             return []
-        order = sorted(set(right_ids))
-        position = {unit_id: len(analysis) + k for k, unit_id in enumerate(order)}
-        pieces = [prepared.shingles] + [shingle_sets[i] for i in order]
-        sizes = np.concatenate((prepared.sizes, [shingle_sets[i].size for i in order]))
-        offsets = np.zeros(sizes.size + 1, dtype=np.int64)
-        np.cumsum(sizes, out=offsets[1:])
-        left_arr = np.asarray(left, dtype=np.int64)
-        right_arr = np.asarray([position[i] for i in right_ids], dtype=np.int64)
-        with _kernels():
-            jaccard, containment = pair_similarities(np.concatenate(pieces), offsets,
-                                                     left_arr, right_arr)
-        lengths = np.concatenate((prepared.norm_lengths,
-                                  [stored[i][2] for i in order])).astype(np.int64)
-        shorter = np.minimum(lengths[left_arr], lengths[right_arr])
+        sizes = analysis.sizes() if (left == 0).any() else np.concatenate(
+            ([0], analysis.paragraph_overlaps()[0]))
+        rows = {i: (row[1], row[2], row[3]) for i, row in stored.items()}
+        jaccard, containment = self._overlaps(analysis.raw, analysis.raw_offsets, sizes, rows,
+                                              left, right_ids)
+        stored_lengths = np.asarray([stored[i][4] for i in right_ids.tolist()], dtype=np.int64)
+        stored_sizes = np.asarray([stored[i][1] for i in right_ids.tolist()], dtype=np.int64)
+        shorter = np.minimum(analysis.norm_lengths[left], stored_lengths)
         keep = is_edge(jaccard, containment, shorter, config)
         pairs = []
         for k in np.flatnonzero(keep).tolist():
-            unit, unit_id = left[k], right_ids[k]
+            unit, unit_id = int(left[k]), int(right_ids[k])
             jac, cont = float(jaccard[k]), float(containment[k])
             kind, similarity = (NEAR, jac) if jac >= config.threshold else (CONTAINED, cont)
-            is_inside = bool(kind == NEAR or sizes[unit] <= sizes[position[unit_id]])
+            is_inside = bool(kind == NEAR or sizes[unit] <= stored_sizes[k])
             pairs.append((unit, unit_id, kind, similarity, jac, cont, is_inside))
         return pairs
 
@@ -793,6 +911,8 @@ class Index:
                 first[unit_id] = (key, doc_id, copies)
             ranked = []
             for kind, sim, jac, cont, inside, unit_id in doc_pairs:
+                if unit_id not in first:  # removed since the buckets were read
+                    continue
                 key, doc_id, copies = first[unit_id]
                 ranked.append(((_RANK[kind], -sim, doc_id),
                                DocumentMatch(key, kind, sim, jac, cont, inside, copies)))
@@ -820,7 +940,7 @@ class Index:
         starts, ends, lines = analysis.starts, analysis.ends, analysis.lines
         for unit in range(1, len(analysis)):
             span = (int(starts[unit]), int(ends[unit]), int(lines[unit]))
-            if unit in best:
+            if unit in best and best[unit][1] in where:
                 _, unit_id, kind, sim = best[unit]
                 key, r_start, r_end, r_line = where[unit_id]
                 repeats.append(ParagraphRepeat(*span, kind, sim, key, r_start, r_end, r_line))
@@ -836,25 +956,25 @@ class Index:
         n_paragraphs = len(analysis) - 1
         if n_paragraphs < 2:
             return {}
-        part = _slice(analysis.prepared, 1, len(analysis))
-        active = np.flatnonzero(part.norm_lengths > 0)
+        lengths = analysis.norm_lengths[1:]
+        active = np.flatnonzero(lengths > 0)
         n_active = active.size
         if n_active < 2:
             return {}
         # most texts repeat nothing: when no two paragraphs are equal and no pair verifies,
-        # find_groups (whose groups come only from equal units and verified pairs) finds none
-        if np.unique(part.hashes[active]).size == n_active and \
+        # find_groups (whose groups come only from equal units and verified pairs) finds none;
+        # every pair's overlap is counted in one pass over the paragraphs' shingles
+        if np.unique(analysis.hashes[1:][active]).size == n_active and \
                 n_active * (n_active - 1) // 2 <= self.config.exhaustive_pairs:
+            sizes, shared = analysis.paragraph_overlaps()
             left, right = self._pairs(n_active)
             left, right = active[left], active[right]
-            with _kernels():
-                jaccard, containment = pair_similarities(part.shingles, part.shingle_offsets,
-                                                         left, right)
-            shorter = np.minimum(part.norm_lengths[left], part.norm_lengths[right])
+            jaccard, containment = similarities(shared[left, right], sizes[left], sizes[right])
+            shorter = np.minimum(lengths[left], lengths[right])
             if not is_edge(jaccard, containment, shorter, self.config).any():
                 return {}
         with _kernels():
-            groups = find_groups(part, self.config)
+            groups = find_groups(_sorted_sets(analysis, 1, len(analysis)), self.config)
         within = {}
         for group in groups:
             rep = group[0].unit + 1
@@ -884,9 +1004,18 @@ class Index:
         Raises InputError for a non-str or empty text.
         """
         text = _check_text(text)
-        analysis = self._analyse([text], keep_normalized=False)[0]
-        with self._transaction(write=False) as conn:
-            found = self._lookup(conn, analysis)
+        analysis = self._analyse([text])[0]
+        conn = self._conn()
+        try:
+            self._sync(conn)
+        except sqlite3.Error as err:
+            raise self._error(err) from None
+        candidates = self._candidates(analysis)
+        if candidates[0] or candidates[2].size:  # something to verify or to name: read
+            with self._snapshot() as conn:
+                found = self._conclude(conn, analysis, candidates)
+        else:
+            found = self._conclude(None, analysis, candidates)
         return Verdict(None, False, *found.verdict_parts)
 
     def add(self, key: str, text: str, *, replace: bool = False) -> Verdict:
@@ -906,7 +1035,7 @@ class Index:
         items = [(_check_key(key), _check_text(text, f"text of {key!r}")) for key, text in items]
         if not items:
             return []
-        analyses = self._analyse([text for _, text in items], keep_normalized=True)
+        analyses = self._analyse([text for _, text in items])
         verdicts = []
         with self._transaction(write=True) as conn:
             for (key, text), analysis in zip(items, analyses):
@@ -919,14 +1048,13 @@ class Index:
         if row is not None:
             if row[0] == text_hash:
                 conn.execute("SAVEPOINT again")  # the verdict as if the key were absent
-                added, dead, by_key = self._local.overlay
-                self._local.overlay = (dict(added), set(dead),
-                                       {k: list(v) for k, v in by_key.items()})
+                overlay = self._local.overlay
+                self._local.overlay = overlay.copy()
                 try:
                     self._remove(conn, key)
                     found = self._lookup(conn, analysis)
                 finally:
-                    self._local.overlay = (added, dead, by_key)
+                    self._local.overlay = overlay
                 conn.execute("ROLLBACK TO again")
                 conn.execute("RELEASE again")
                 return Verdict(key, False, *found.verdict_parts)
@@ -939,8 +1067,7 @@ class Index:
         return Verdict(key, True, *found.verdict_parts)
 
     def _store(self, conn, key, text_hash, analysis: _Analysis, found: _Found):
-        prepared = analysis.prepared
-        hashes = prepared.hashes.view(np.int64).tolist()
+        hashes = analysis.hashes.view(np.int64).tolist()
         keys = analysis.keys.tolist()
         bucket_sizes = dict(found.bucket_sizes)
         max_bucket = self.config.max_bucket
@@ -954,7 +1081,9 @@ class Index:
         more_refs = []
         new_rows = []
         next_unit, next_doc = self._next_ids(conn)  # ours to give: we hold the write lock
-        added, _, by_key = self._local.overlay
+        overlay = self._local.overlay
+        sizes = analysis.sizes().tolist()
+        lengths = analysis.norm_lengths.tolist()
         for unit in active:
             hash_kind = (hashes[unit], DOCUMENT if unit == 0 else PARAGRAPH)
             if hash_kind in ids:
@@ -971,20 +1100,17 @@ class Index:
                     placed.append(band_key)
                     bucket_sizes[band_key] = size + 1
             if norm is None:  # the whole text's normalized units decoded once
-                norm = prepared.norm.astype("<u4").tobytes().decode("utf-32-le")
-                norm_offsets = prepared.norm_offsets.tolist()
+                norm = analysis.norm.astype("<u4").tobytes().decode("utf-32-le")
+                norm_offsets = analysis.norm_offsets.tolist()
             blob = zlib.compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]]
                                  .encode("utf-8"), ZLIB_LEVEL)
             unit_id = next_unit
             next_unit += 1
             new_rows.append(
-                (unit_id, hash_kind[1], hash_kind[0], int(prepared.norm_lengths[unit]),
-                 int(prepared.shingle_offsets[unit + 1] - prepared.shingle_offsets[unit]),
+                (unit_id, hash_kind[1], hash_kind[0], lengths[unit], sizes[unit],
                  uses[hash_kind], blob, np.asarray(placed, dtype="<i8").tobytes()))
             ids[hash_kind] = unit_id
-            added[unit_id] = placed
-            for band_key in placed:
-                by_key.setdefault(band_key, []).append(unit_id)
+            overlay.add(unit_id, hash_kind[1], hash_kind[0], placed)
         if new_rows:
             conn.executemany(
                 "INSERT INTO units (id, kind, hash, norm_length, n_shingles, refs, norm, bands) "
@@ -1105,32 +1231,27 @@ class Index:
         wanted = np.unique(right_ids).tolist()
         stored = {}
         for lo in range(0, len(wanted), _SQL_CHUNK):
-            for unit_id, unit_hash, norm_length, blob in conn.execute(
-                    "SELECT id, hash, norm_length, norm FROM units WHERE kind = ? AND id IN "
-                    "(SELECT value FROM json_each(?))",
+            for unit_id, unit_hash, norm_length, blob, n_shingles in conn.execute(
+                    "SELECT id, hash, norm_length, norm, n_shingles FROM units WHERE kind = ? "
+                    "AND id IN (SELECT value FROM json_each(?))",
                     (kind_code, json.dumps(wanted[lo:lo + _SQL_CHUNK]))):
-                stored[unit_id] = (unit_hash, norm_length, blob)
+                stored[unit_id] = (unit_hash, norm_length, blob, n_shingles)
         is_stored = np.fromiter((i in stored for i in right_ids.tolist()), dtype=bool,
                                 count=right_ids.size)
         left, right_ids = left[is_stored], right_ids[is_stored]
         if not left.size:
             return {}
-        order = sorted(stored)
-        shingle_sets = self._stored_shingles([(i, stored[i][0], stored[i][2]) for i in order])
-        n_units = len(prepared)
-        sizes = np.concatenate((prepared.sizes,
-                                [shingle_sets[i].size for i in order])).astype(np.int64)
-        offsets = np.zeros(sizes.size + 1, dtype=np.int64)
-        np.cumsum(sizes, out=offsets[1:])
-        right = n_units + np.searchsorted(np.asarray(order, dtype=np.int64), right_ids)
-        values = np.concatenate([prepared.shingles] + [shingle_sets[i] for i in order])
-        with _KERNEL_LOCK, kernel_threads(int(values.size)):
-            jaccard, containment = pair_similarities(values, offsets, left, right)
-        lengths = np.concatenate((prepared.norm_lengths,
-                                  [stored[i][1] for i in order])).astype(np.int64)
+        sizes = prepared.sizes
+        # sorted distinct sets are shingles in some order too: pair_overlaps takes them
+        jaccard, containment = self._overlaps(
+            prepared.shingles, prepared.shingle_offsets, sizes,
+            {i: (row[3], row[2], row[0]) for i, row in stored.items()}, left, right_ids)
+        stored_lengths = np.asarray([stored[i][1] for i in right_ids.tolist()], dtype=np.int64)
+        stored_sizes = np.asarray([stored[i][3] for i in right_ids.tolist()], dtype=np.int64)
         is_near = jaccard >= config.threshold
-        keep = is_edge(jaccard, containment, np.minimum(lengths[left], lengths[right]), config)
-        keep &= is_near | (sizes[left] <= sizes[right])  # contained: the unit is the smaller
+        keep = is_edge(jaccard, containment, np.minimum(prepared.norm_lengths[left],
+                                                        stored_lengths), config)
+        keep &= is_near | (sizes[left] <= stored_sizes)  # contained: the unit is the smaller
         rank = np.where(is_near, 1, 2)
         similarity = np.where(is_near, jaccard, containment)
         picked = np.flatnonzero(keep)
@@ -1201,7 +1322,7 @@ class Index:
             stored.update(conn.execute(
                 "SELECT key, text_hash FROM docs WHERE key IN (SELECT value FROM json_each(?))",
                 (json.dumps(keys[lo:lo + _SQL_CHUNK]),)))
-        hash_lists = [a.prepared.hashes.view(np.int64).tolist() for a in analyses]
+        hash_lists = [a.hashes.view(np.int64).tolist() for a in analyses]
         actives = [a.active() for a in analyses]
         wanted = sorted({h[u] for h, act in zip(hash_lists, actives) for u in act})
         ids = {}  # (hash, kind) -> unit id, stored or new
@@ -1225,7 +1346,6 @@ class Index:
                 continue
             stored[key] = text_hash
             counts["added"] += 1
-            prepared = analysis.prepared
             norm = None
             doc_ids = {}
             for unit in active:
@@ -1233,14 +1353,14 @@ class Index:
                 unit_id = ids.get(hash_kind)
                 if unit_id is None:
                     if norm is None:
-                        norm = prepared.norm.astype("<u4").tobytes().decode("utf-32-le")
-                        norm_offsets = prepared.norm_offsets.tolist()
+                        norm = analysis.norm.astype("<u4").tobytes().decode("utf-32-le")
+                        norm_offsets = analysis.norm_offsets.tolist()
+                        sizes = analysis.sizes()
                     unit_id = next_unit
                     next_unit += 1
                     new_units[unit_id] = [
-                        hash_kind[1], hash_kind[0], int(prepared.norm_lengths[unit]),
-                        int(prepared.shingle_offsets[unit + 1] - prepared.shingle_offsets[unit]),
-                        0, zlib.compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]]
+                        hash_kind[1], hash_kind[0], norm_offsets[unit + 1] - norm_offsets[unit],
+                        int(sizes[unit]), 0, zlib.compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]]
                                          .encode("utf-8"), ZLIB_LEVEL), None]
                     new_where.append((index, unit))
                     ids[hash_kind] = unit_id
@@ -1257,11 +1377,12 @@ class Index:
             paragraphs += [(doc_id, unit - 1, doc_ids[unit], starts[unit], ends[unit],
                             lines[unit]) for unit in active if unit > 0]
         # then the buckets of the new units, in id order as add() would place them
-        added = self._local.overlay[0]
+        overlay = self._local.overlay
         for unit_id, placed in zip(new_units, self._place(
                 [analyses[index].keys[unit] for index, unit in new_where])):
-            new_units[unit_id][6] = placed.astype("<i8").tobytes()
-            added[unit_id] = placed
+            row = new_units[unit_id]
+            row[6] = placed.astype("<i8").tobytes()
+            overlay.added[unit_id] = (row[0], row[1], placed)  # the bulk's keys: not by_key
         conn.executemany(
             "INSERT INTO units (id, kind, hash, norm_length, n_shingles, refs, norm, bands) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(i, *row) for i, row in new_units.items()])
@@ -1345,7 +1466,7 @@ class Index:
         if dead:
             conn.executemany("DELETE FROM units WHERE id = ?", [(d,) for d in dead])
             conn.executemany("INSERT INTO dropped (unit) VALUES (?)", [(d,) for d in dead])
-            self._local.overlay[1].update(dead)
+            self._local.overlay.dead.update(dead)
         return True
 
     def _stored_band_keys(self, rows) -> np.ndarray:
@@ -1491,7 +1612,7 @@ class BulkAdd:
             else:
                 counts["empty"] += 1
         if todo:
-            analyses = self._index._analyse([text for _, text in todo], keep_normalized=True)
+            analyses = self._index._analyse([text for _, text in todo])
             counts.update(self._index._insert_many(self._conn, todo, analyses))
         return BulkCounts(**counts)
 
@@ -1504,13 +1625,27 @@ def _kind_code(kind) -> int:
     raise ConfigError(f"kind must be 'document' or 'paragraph', got {kind!r}")
 
 
-def _slice(prepared: Prepared, lo: int, hi: int) -> Prepared:
-    """Units lo..hi-1 of a Prepared, as their own Prepared (CSR offsets rebased)."""
-    so = prepared.shingle_offsets
-    part = Prepared(prepared.norm_lengths[lo:hi], prepared.shingles[so[lo]:so[hi]],
-                    so[lo:hi + 1] - so[lo], prepared.hashes[lo:hi])
-    if prepared.norm is not None:
-        no = prepared.norm_offsets
-        part.norm = prepared.norm[no[lo]:no[hi]]
-        part.norm_offsets = no[lo:hi + 1] - no[lo]
-    return part
+def similarities(shared, size_a, size_b) -> tuple[np.ndarray, np.ndarray]:
+    """(jaccard, containment) float64 of pairs of sets from their distinct sizes and shared
+    counts (int64 arrays), with pair_similarities' formulas (both 0.0 when a set is empty),
+    so the same floats."""
+    union = size_a + size_b - shared
+    smaller = np.minimum(size_a, size_b)
+    is_empty = smaller == 0
+    jaccard = shared / np.where(is_empty, 1, union)
+    containment = shared / np.where(is_empty, 1, smaller)
+    jaccard[is_empty] = 0.0
+    containment[is_empty] = 0.0
+    return jaccard, containment
+
+
+def _sorted_sets(analysis: _Analysis, lo: int, hi: int) -> Prepared:
+    """Units lo..hi-1 of an analysis as a Prepared (sorted distinct shingles), for find_groups:
+    the rare text whose paragraphs repeat each other."""
+    ro = analysis.raw_offsets
+    raw = analysis.raw[ro[lo]:ro[hi]].copy()
+    raw_offsets = ro[lo:hi + 1] - ro[lo]
+    sort_segments(raw, raw_offsets)
+    n_values, shingle_offsets = compact_sorted_inplace(raw, raw_offsets)
+    return Prepared(analysis.norm_lengths[lo:hi], raw[:n_values], shingle_offsets,
+                    analysis.hashes[lo:hi])
