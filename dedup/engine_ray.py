@@ -4,8 +4,9 @@ The stages are those of the local engine, split into Ray tasks over *pieces* of 
 piece is a whole shard, or a byte span of a large plain JSON Lines shard (split after a line
 break, its first line number counted, so ids, line numbers and errors are those of a whole
 read). Units are numbered in corpus order (piece order, then as dedup.corpus.sketch numbers them
-within a piece: a piece's numbers are offset by the units of the pieces before it), so every
-decision is the local engine's decision, and the outputs are the same bytes.
+within a piece: a piece's numbers are offset by the units of the pieces before it), in 64 bits
+(pairs travel as two int64 columns), so every decision is the local engine's decision, and the
+outputs are the same bytes.
 
 1. sketch, one task per piece: dedup.io.Reader (same errors, same rejects) and
    dedup.corpus.sketch (the same numba kernels; the numba cache is loaded once per worker).
@@ -13,27 +14,37 @@ decision is the local engine's decision, and the outputs are the same bytes.
    (xxh64, unit) hash-partitioned, and (band, key, xxh64, unit) partitioned by band key,
    for active units only: 26 bytes per unit and band shuffled.
 2. exact classes, one task per hash partition: the first unit of each xxh64 is the head; the
-   members of classes with copies go to the driver (16 bytes per repeated unit).
+   (copy, head) links of classes with copies go to the component partitions (stage 5).
 3. candidates, one task per key partition: a bucket is a (band, key) run; its heads are the
    first unit of each xxh64 in it (copies have the same keys, so they share every bucket),
    and kernels.band.candidate_pairs pairs them per band: all pairs, or a star around the first
    head when the bucket is larger than max_bucket, exactly as the local run. When all pairs of
-   heads are few (config.exhaustive_pairs), the driver makes every pair instead.
+   heads are few (config.exhaustive_pairs, a few hundred heads), the driver makes every pair.
 4. verify: candidate pairs are hash-partitioned by pair (each partition drops duplicates found
    in several bands); each piece re-reads only the records holding a unit some partition needs
    and sends each partition the text of the units it needs (UTF-8); each partition shingles
    them (dedup.corpus.prepare_sets) and verifies its pairs with
-   kernels.verify.pair_similarities.
-5. groups, on the driver: dedup.corpus.decide over the verified pairs and the exact classes,
-   renumbered densely (the order kept, so the groups are the same). It holds the repeated units
-   only, never anything per unrepeated unit: measured about 1 KB per repeated unit, verified
-   pairs and Python objects of build_groups included (driver peak 418 MB for 103,330 repeated
-   units at paragraph level on the 200 MB benchmark corpus, over a ~300 MB base), and it runs
-   on one core (18-46 us per repeated unit). Extra verification rounds that grouping asks for
-   (pipeline.build_groups' verify_more) run as stage 4 on those pairs.
-6. write, one task per piece: dedup.corpus.outcome and the same writers (JsonlWriter,
-   ParquetWriter, TextWriter) into the run's hidden folder; the spans of a split shard are
-   written as parts and joined in order. duplicates.parquet is assembled on the driver from
+   kernels.verify.pair_similarities. The repeats go to the component partitions.
+5. groups, distributed; the driver holds counts per task, nothing per unit:
+   a. connected components over verified repeats and exact copies, by smallest-label
+      propagation: each component partition owns the units that hash to it and their
+      adjacency; a round sends (neighbour, label) only from units whose label fell, until no
+      label falls (rounds: about the diameter of the largest component, 2 on the benchmark
+      corpus);
+   b. each component goes whole, with its edges, copies, unit statistics and the candidate
+      pairs already verified, to the group partition of its label, where dedup.corpus.decide
+      runs on it (renumbered densely in unit order, so every decision is the local one); the
+      extra verification rounds build_groups asks for run as nested tasks (the pieces holding
+      the units send their text to one verification task);
+   c. groups are numbered as the local engine numbers them, by their smallest unit: a task
+      per block of pieces ranks the groups whose smallest unit it holds, the driver adds up
+      the counts per block, and a task per block of pieces looks up the representatives'
+      record ids and spans and sends each repeated unit's row to its piece's block.
+   Memory per task: the largest component partition's units and edges (a component is never
+   split: one boilerplate unit repeated a million times is one task's component).
+6. write, one task per piece: the rows of its repeated units, dedup.corpus.outcome and the
+   same writers (JsonlWriter, ParquetWriter, TextWriter) into the run's hidden folder; the
+   spans of a split shard are written as parts and joined in order. duplicates.parquet is assembled on the driver from
    each piece's rows in the row groups of the local report (65,536 rows each), and published
    with dedup.corpus._publish: summary.json last.
 
@@ -62,12 +73,13 @@ import numpy as np
 
 from dedup.config import Config
 from dedup.errors import ConfigError, DedupError, InputError
-from dedup.kernels.band import distinct_sorted, pack_pairs, unpack_pairs
+from dedup.kernels.band import distinct_sorted
 
 PARTITIONS_PER_CPU = 2
 MAX_PARTITIONS = 256
 MIN_PIECE_BYTES = 8 << 20
 MAX_PIECE_BYTES = 128 << 20
+CONNECT_WAIT_S = 15  # how long --ray-address may take to answer before the run gives up
 INSTALL_HINT = "--engine ray needs Ray: pip install 'dedup[ray]' (or pip install 'ray')"
 
 
@@ -129,6 +141,25 @@ def _partition_of(values: np.ndarray, n: int) -> np.ndarray:
     pairs are spread evenly)."""
     mixed = (values * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(33)
     return (mixed % np.uint64(n)).astype(np.int64)
+
+
+def _returns(values):
+    """A task's values as Ray returns them: num_returns=1 takes the one value itself."""
+    values = tuple(values)
+    return values[0] if len(values) == 1 else values
+
+
+_REMOTE = {}
+
+
+def _remote(name):
+    """The Ray remote function of one of this module's stage functions (made once per
+    process: the driver and the tasks that start nested tasks)."""
+    if name not in _REMOTE:
+        import ray
+
+        _REMOTE[name] = ray.remote(globals()[name])
+    return _REMOTE[name]
 
 
 def _split_by(partition: np.ndarray, n: int, *columns):
@@ -206,9 +237,40 @@ def sketch_piece(shard, span, config, text_field, id_field, is_skip, batch_chars
     return (meta, sk, *hash_parts, *band_parts)
 
 
-def exact_partition(unit_offsets, *parts):
+def _pair_partition_of(left: np.ndarray, right: np.ndarray, n: int) -> np.ndarray:
+    """A partition in [0, n) per pair of 64-bit unit ids."""
+    mixed = left.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F) + right.astype(np.uint64)
+    return _partition_of(mixed, n)
+
+
+def _distinct_pairs(left: np.ndarray, right: np.ndarray):
+    """The distinct pairs, sorted by (left, right): two int64 columns, so unit ids may use all
+    64 bits (band.pack_pairs packs two 32-bit ids)."""
+    order = np.lexsort((right, left))
+    left, right = left[order], right[order]
+    if left.size > 1:
+        keep = np.ones(left.size, dtype=bool)
+        keep[1:] = (left[1:] != left[:-1]) | (right[1:] != right[:-1])
+        left, right = left[keep], right[keep]
+    return left, right
+
+
+def _concat(parts, key, n_columns):
+    """The columns under key of the parts (dicts of column tuples) that have it, concatenated."""
+    found = [p[key] for p in parts if key in p]
+    if not found:
+        return tuple(np.zeros(0, dtype=np.int64) for _ in range(n_columns))
+    return tuple(np.concatenate([f[c] for f in found]) for c in range(n_columns))
+
+
+def _take(columns, rows):
+    return tuple(c[rows] for c in columns)
+
+
+def exact_partition(n_parts, unit_offsets, *parts):
     """Exact classes of one hash partition. parts: (hashes, local units) per piece.
-    Returns (number of classes, (members, heads) of the classes with copies, heads)."""
+    Returns (number of classes, heads, then per component partition a dict: "copies" (copy,
+    head) of the copies it owns, "adj" (head, copy) of the heads it owns)."""
     hashes = np.concatenate([p[0] for p in parts])
     units = np.concatenate([p[1] + unit_offsets[k] for k, p in enumerate(parts)])
     order = np.lexsort((units, hashes))
@@ -217,7 +279,11 @@ def exact_partition(unit_offsets, *parts):
     is_new[1:] = hashes[1:] != hashes[:-1]
     head_of = units[is_new][np.cumsum(is_new) - 1]
     copies = ~is_new
-    return int(is_new.sum()), (units[copies], head_of[copies]), np.sort(units[is_new])
+    copy, head = units[copies], head_of[copies]
+    by_copy = _split_by(_partition_of(copy.astype(np.uint64), n_parts), n_parts, copy, head)
+    by_head = _split_by(_partition_of(head.astype(np.uint64), n_parts), n_parts, head, copy)
+    out = [{"copies": by_copy[j], "adj": by_head[j]} for j in range(n_parts)]
+    return (int(is_new.sum()), np.sort(units[is_new]), *out)
 
 
 def band_partition(unit_offsets, n_bands, max_bucket, n_parts, *parts):
@@ -247,21 +313,21 @@ def band_partition(unit_offsets, n_bands, max_bucket, n_parts, *parts):
         rights.append(units[rows][right])
     left = np.concatenate(lefts) if lefts else np.zeros(0, dtype=np.int64)
     right = np.concatenate(rights) if rights else np.zeros(0, dtype=np.int64)
-    out = _split_by(_partition_of(pack_pairs(left, right), n_parts), n_parts, left, right)
-    return tuple(out) if n_parts > 1 else out[0]
+    return _returns(_split_by(_pair_partition_of(left, right, n_parts), n_parts, left, right))
 
 
-def pair_partition(block_bounds, *parts):
+def pair_partition(block_bounds, n_parts, *parts):
     """Distinct pairs of one pair partition. parts: (left, right) arrays.
-    Returns (number of pairs, packed sorted pairs, needed units per block of pieces...)."""
-    packed = np.concatenate([pack_pairs(p[0], p[1]) for p in parts]) if parts else \
-        np.zeros(0, dtype=np.uint64)
-    packed = distinct_sorted(np.sort(packed))
-    left, right = unpack_pairs(packed)
+    Returns (number of pairs, (left, right), needed units per block of pieces..., then the
+    pairs per component partition of their left unit: grouping never asks for them again)."""
+    left = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    right = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    left, right = _distinct_pairs(left, right)
     needed = distinct_sorted(np.sort(np.concatenate([left, right])))
     cuts = np.searchsorted(needed, block_bounds)
     blocks = [needed[cuts[b]:cuts[b + 1]] for b in range(len(block_bounds) - 1)]
-    return (int(packed.size), packed, *blocks)
+    tried = _split_by(_partition_of(left.astype(np.uint64), n_parts), n_parts, left, right)
+    return (int(left.size), (left, right), *blocks, *tried)
 
 
 def texts_piece(shard, span, units, unit_offset, config, text_field, id_field, rejected_lines,
@@ -312,44 +378,272 @@ def texts_piece(shard, span, units, unit_offset, config, text_field, id_field, r
     return tuple(out) if len(out) > 1 else out[0]
 
 
-def verify_partition(packed, config, *parts):
-    """Exact verification of one pair partition. parts: per piece, what texts_piece sent;
-    the shingle sets are made here by dedup.corpus.verify_unit_texts, as the local engine's
-    extra verification round makes them.
-    Returns ((left, right, jaccard, containment) of the repeats, (units, normalized lengths,
-    shingle counts, normalized xxh64) of their units, shingles held, bytes received)."""
+def verify_partition(pairs, config, n_parts, *parts):
+    """Exact verification of one pair partition. pairs: (left, right); parts: per piece, what
+    texts_piece sent; the shingle sets are made here by dedup.corpus.verify_unit_texts, as the
+    local engine's extra verification round makes them.
+
+    With n_parts 0 (grouping's extra rounds), returns the repeats' (left, right, jaccard,
+    containment). Else returns ((shingles held, bytes received, repeats), then per component
+    partition a dict: "edges" (left, right, jaccard, containment) of the repeats whose left
+    unit it owns, "adj" (right, left) of those whose right unit it owns, "stats" (units,
+    normalized lengths, shingle counts, normalized xxh64) of the units it owns)."""
     from dedup.corpus import verify_unit_texts
 
     _task_setup()
-    units = np.concatenate([p[0] for p in parts])
+    units = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
     text = b"".join(p[1] for p in parts).decode("utf-8", "surrogatepass")
-    left, right = unpack_pairs(packed)
-    edges, prepared = verify_unit_texts(units, text, np.concatenate([p[2] for p in parts]),
-                                        left, right, config)
+    lengths = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    left, right = pairs
+    edges, prepared = verify_unit_texts(units, text, lengths, left, right, config)
+    columns = (edges.left, edges.right, edges.jaccard, edges.containment)
+    if n_parts == 0:
+        return columns
     rows = np.searchsorted(units, np.unique(np.concatenate([edges.left, edges.right])))
-    return ((edges.left, edges.right, edges.jaccard, edges.containment),
-            (units[rows], prepared.norm_lengths[rows], prepared.sizes[rows],
-             prepared.hashes[rows]), int(prepared.shingles.size),
-            sum(p[0].nbytes + len(p[1]) + p[2].nbytes for p in parts))
+    stats = (units[rows], prepared.norm_lengths[rows], prepared.sizes[rows],
+             prepared.hashes[rows])
+    by_left = _split_by(_partition_of(edges.left.astype(np.uint64), n_parts), n_parts, *columns)
+    by_right = _split_by(_partition_of(edges.right.astype(np.uint64), n_parts), n_parts,
+                         edges.right, edges.left)
+    by_unit = _split_by(_partition_of(stats[0].astype(np.uint64), n_parts), n_parts, *stats)
+    info = (int(prepared.shingles.size),
+            sum(p[0].nbytes + len(p[1]) + p[2].nbytes for p in parts), int(edges.left.size))
+    return (info, *({"edges": by_left[j], "adj": by_right[j], "stats": by_unit[j]}
+                    for j in range(n_parts)))
 
 
-def tried_partition(packed, involved):
-    """The candidate pairs of a partition whose both units are involved in grouping, as packed
-    pairs of their positions in `involved` (sorted global units)."""
-    left, right = unpack_pairs(packed)
-    li = np.minimum(np.searchsorted(involved, left), max(involved.size - 1, 0))
-    ri = np.minimum(np.searchsorted(involved, right), max(involved.size - 1, 0))
+# --- grouping, distributed: connected components, then decide() per component -----------------
+
+
+def _labels_sent(state, rows, n_parts):
+    """Messages (neighbour, label) from the units at the adjacency rows, split by the
+    partition owning the neighbour; only labels smaller than the neighbour itself can
+    lower its label."""
+    dst = state["dst"][rows]
+    label = state["labels"][state["src"][rows]]
+    useful = label < dst
+    dst, label = dst[useful], label[useful]
+    return int(dst.size), _split_by(_partition_of(dst.astype(np.uint64), n_parts), n_parts,
+                                    dst, label)
+
+
+def cc_start(n_parts, *parts):
+    """One component partition: the units it owns (by _partition_of of the unit), with their
+    adjacency (verified edges and exact copies, both ways), each labelled with the smallest
+    unit among itself and its neighbours. parts: the dicts exact_partition and
+    verify_partition made for it. Returns (state, messages sent, messages per partition...)."""
+    edges = _concat(parts, "edges", 4)
+    adj = _concat(parts, "adj", 2)
+    copies = _concat(parts, "copies", 2)
+    src = np.concatenate([edges[0], adj[0], copies[0]])
+    dst = np.concatenate([edges[1], adj[1], copies[1]])
+    order = np.argsort(src, kind="stable")
+    src, dst = src[order], dst[order]
+    units = distinct_sorted(src)
+    src = np.searchsorted(units, src)
+    labels = units.copy()
+    np.minimum.at(labels, src, dst)
+    state = {"units": units, "labels": labels, "src": src, "dst": dst, "edges": edges,
+             "copies": copies, "stats": _concat(parts, "stats", 4)}
+    n_sent, messages = _labels_sent(state, np.arange(src.size), n_parts)
+    return (state, n_sent, *messages)
+
+
+def cc_round(n_parts, state, *messages):
+    """One round of smallest-label propagation: the labels received lower the units' labels,
+    and the units whose label fell tell their neighbours. Returns as cc_start."""
+    dst = np.concatenate([m[0] for m in messages])
+    if dst.size == 0:
+        empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        return (state, 0, *(empty for _ in range(n_parts)))
+    label = np.concatenate([m[1] for m in messages])
+    labels = state["labels"].copy()
+    np.minimum.at(labels, np.searchsorted(state["units"], dst), label)
+    fell = labels < state["labels"]
+    state = dict(state, labels=labels)
+    n_sent, sent = _labels_sent(state, np.flatnonzero(fell[state["src"]]), n_parts)
+    return (state, n_sent, *sent)
+
+
+def cc_finish(n_parts, state, *tried):
+    """What each group partition needs of this component partition, by the partition of the
+    component's label (its smallest unit): the units, their verified edges (by left unit),
+    copies (by copy), unit statistics, and the candidate pairs already verified (by left unit;
+    tried: (left, right) from each pair partition)."""
+    units, labels = state["units"], state["labels"]
+    part_of = _partition_of(labels.astype(np.uint64), n_parts)
+
+    def route(columns, by):
+        where = np.minimum(np.searchsorted(units, by), max(units.size - 1, 0))
+        found = units[where] == by if units.size else np.zeros(by.size, dtype=bool)
+        columns = _take(columns, found)
+        return _split_by(part_of[where[found]], n_parts, *columns)
+
+    left = np.concatenate([t[0] for t in tried]) if tried else np.zeros(0, dtype=np.int64)
+    right = np.concatenate([t[1] for t in tried]) if tried else np.zeros(0, dtype=np.int64)
+    by_part = {
+        "units": _split_by(part_of, n_parts, units),
+        "edges": route(state["edges"], state["edges"][0]),
+        "copies": route(state["copies"], state["copies"][0]),
+        "stats": route(state["stats"], state["stats"][0]),
+        "tried": route((left, right), left),
+    }
+    return _returns({key: value[g] for key, value in by_part.items()} for g in range(n_parts))
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What a task needs to verify more pairs or look up units: the pieces and how to read
+    them. units: per piece, the ref to its Sketch (resolved by the task when needed)."""
+
+    shards: list
+    spans: list
+    units: list
+    unit_offsets: np.ndarray
+    rejected_lines: list
+    config: Config
+    text_field: str
+    id_field: str | None
+    is_skip: bool
+    batch_chars: int
+    kill: tuple | None
+
+
+def _verify_pairs(ctx: _Context, left, right):
+    """Exact verification of pairs of units (global, left < right) from inside a task: the
+    pieces holding them send their text to one verification task. Returns Edges."""
+    import ray
+
+    from dedup.pipeline import Edges
+
+    needed = distinct_sorted(np.sort(np.concatenate([left, right])))
+    piece_of = np.searchsorted(ctx.unit_offsets, needed, side="right") - 1
+    texts = []
+    for k in np.unique(piece_of).tolist():
+        texts.append(_remote("texts_piece").remote(
+            ctx.shards[k], ctx.spans[k], ctx.units[k], int(ctx.unit_offsets[k]), ctx.config,
+            ctx.text_field, ctx.id_field, ctx.rejected_lines[k], ctx.is_skip, ctx.batch_chars,
+            ctx.kill, needed[piece_of == k]))
+    columns = ray.get(_remote("verify_partition").remote((left, right), ctx.config, 0, *texts))
+    return Edges(*columns)
+
+
+def group_partition(ctx: _Context, n_blocks, block_bounds, *parts):
+    """dedup.corpus.decide over the whole components of one group partition (parts: what
+    cc_finish sent it), renumbered densely in unit order so that every decision is the local
+    engine's; the extra verification rounds build_groups asks for run as nested tasks.
+    Returns ((repeated units, passes, pairs verified again), then per block of pieces the rows
+    of the repeated units whose group's smallest unit is in that block: unit, kind,
+    similarity, representative, group's smallest unit, size and lowest similarity)."""
+    from dedup import corpus
+    from dedup.kernels.band import pack_pairs
+    from dedup.pipeline import Edges
+
+    _task_setup()
+    _maybe_die("group", ctx.kill)
+    involved = np.sort(np.concatenate([p["units"][0] for p in parts]))
     if involved.size == 0:
-        return np.zeros(0, dtype=np.uint64)
-    keep = (involved[li] == left) & (involved[ri] == right)
-    return pack_pairs(li[keep], ri[keep])
+        empty = tuple(np.zeros(0, dtype=t) for t in
+                      (np.int64, np.int8, np.float64, np.int64, np.int64, np.int64, np.float64))
+        return ((0, 0, 0), *(empty for _ in range(n_blocks)))
+    edges = _concat(parts, "edges", 4)
+    order = np.lexsort((edges[1], edges[0]))
+    edges = _take(edges, order)
+    copies = _concat(parts, "copies", 2)
+    stats = _concat(parts, "stats", 4)
+    tried = _concat(parts, "tried", 2)
+    n_involved = involved.size
+    if n_involved >= 1 << 32:
+        raise ConfigError(f"{n_involved:,} units in one group partition: at most 2^32 "
+                          f"(more partitions)")
+    compact = lambda units: np.searchsorted(involved, units)  # noqa: E731 - order kept
+    norm_lengths = np.zeros(n_involved, dtype=np.int64)
+    sizes = np.zeros(n_involved, dtype=np.int64)
+    norm_hashes = np.zeros(n_involved, dtype=np.uint64)
+    at = compact(stats[0])
+    norm_lengths[at], sizes[at], norm_hashes[at] = stats[1], stats[2], stats[3]
+    head_of = np.arange(n_involved, dtype=np.int64)
+    head_of[compact(copies[0])] = compact(copies[1])
+    heads = np.flatnonzero(head_of == np.arange(n_involved))
+    view = corpus.Sketch(np.zeros(n_involved, dtype=np.int64), None, None,
+                         np.zeros(n_involved, dtype=np.uint64), None, norm_lengths, sizes,
+                         norm_hashes, None, np.zeros(1, dtype=np.int64), b"",
+                         np.zeros(1, dtype=np.int64), 0)
+    compact_edges = Edges(compact(edges[0]), compact(edges[1]), edges[2], edges[3])
+    # candidate pairs between two units of this partition, as pack_pairs of positions
+    li = np.minimum(compact(tried[0]), n_involved - 1)
+    ri = np.minimum(compact(tried[1]), n_involved - 1)
+    is_here = (involved[li] == tried[0]) & (involved[ri] == tried[1])
+    tried = np.sort(pack_pairs(li[is_here], ri[is_here]))
+    extra = {"passes": 0, "pairs": 0}
+
+    def verify_more(left, right):
+        extra["passes"] += 1
+        extra["pairs"] += left.size
+        more = _verify_pairs(ctx, involved[left], involved[right])
+        return Edges(compact(more.left), compact(more.right), more.jaccard, more.containment)
+
+    decisions = corpus.decide(view, heads, head_of, compact_edges, ctx.config, verify_more,
+                              tried)
+    n_groups = decisions.group_size.size
+    members = np.flatnonzero(decisions.group >= 0)
+    smallest = np.full(n_groups, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(smallest, decisions.group[members], involved[members])
+    repeated = np.flatnonzero(decisions.kind)
+    group = decisions.group[repeated]
+    rows = (involved[repeated], decisions.kind[repeated], decisions.similarity[repeated],
+            involved[decisions.rep[repeated]], smallest[group], decisions.group_size[group],
+            decisions.group_min_similarity[group])
+    block = np.searchsorted(block_bounds, rows[4], side="right") - 1
+    info = (int(repeated.size), extra["passes"], extra["pairs"])
+    return (info, *_split_by(block, n_blocks, *rows))
 
 
-def lookup_piece(units, local_units):
-    """(record ids, starts, ends) of some units of a piece."""
-    records = units.unit_record[local_units]
-    return ([units.record_id(int(r)) for r in records.tolist()], units.unit_start[local_units],
-            units.unit_end[local_units])
+def rank_block(n_blocks, block_bounds, *parts):
+    """The groups whose smallest unit is in one block of pieces, numbered in unit order (the
+    local engine numbers groups by their smallest unit). parts: rows from group_partition.
+    Returns (number of groups, then per block of the representative the rows with the
+    group's rank in this block appended)."""
+    rows = tuple(np.concatenate([p[c] for p in parts]) for c in range(7))
+    smallest = distinct_sorted(np.sort(rows[4]))
+    rank = np.searchsorted(smallest, rows[4])
+    block = np.searchsorted(block_bounds, rows[3], side="right") - 1
+    return (int(smallest.size), *_split_by(block, n_blocks, *rows, rank))
+
+
+def lookup_block(ctx: _Context, n_blocks, block_bounds, group_offsets, pieces, *parts):
+    """Record id, start and end of the representatives in one block of pieces (pieces: their
+    indices), and the groups' final numbers. parts: rows from rank_block. Returns per block
+    of the repeated unit: (unit, kind, similarity, group, group size, lowest similarity,
+    representative, its record id list, start, end)."""
+    import ray
+
+    rows = tuple(np.concatenate([p[c] for p in parts]) for c in range(8))
+    unit, kind, similarity, rep, smallest, size, lowest, rank = rows
+    group = group_offsets[np.searchsorted(block_bounds, smallest, side="right") - 1] + rank
+    rep_piece = np.searchsorted(ctx.unit_offsets, rep, side="right") - 1
+    rep_ids = [None] * rep.size
+    rep_start = np.zeros(rep.size, dtype=np.int64)
+    rep_end = np.zeros(rep.size, dtype=np.int64)
+    for k in pieces:
+        at = np.flatnonzero(rep_piece == k)
+        if at.size == 0:
+            continue
+        sk = ray.get(ctx.units[k])
+        local = rep[at] - ctx.unit_offsets[k]
+        rep_start[at] = sk.unit_start[local]
+        rep_end[at] = sk.unit_end[local]
+        for i, record in zip(at.tolist(), sk.unit_record[local].tolist()):
+            rep_ids[i] = sk.record_id(record)
+    block = np.searchsorted(block_bounds, unit, side="right") - 1
+    order = np.argsort(block, kind="stable")
+    bounds = np.searchsorted(block[order], np.arange(n_blocks + 1))
+    columns = (unit, kind, similarity, group, size, lowest, rep, rep_start, rep_end)
+    out = []
+    for b in range(n_blocks):
+        at = order[bounds[b]:bounds[b + 1]]
+        out.append((*(c[at] for c in columns), [rep_ids[i] for i in at.tolist()]))
+    return _returns(out)
 
 
 class _ByGroup:
@@ -364,17 +658,17 @@ class _ByGroup:
         return self.values[np.searchsorted(self.group_ids, group)]
 
 
-def write_piece(shard, span, units, decided, reps, groups, config, mode, text_field, id_field,
+def write_piece(shard, span, units, unit_offset, config, mode, text_field, id_field,
                 flag_field, rejected_lines, is_skip, batch_chars, path, is_whole_rejected,
-                with_jsonl, kill):
+                with_jsonl, kill, *parts):
     """Pass 3 over a piece: each record kept, edited or removed (dedup.corpus.outcome), kept
     records written to path with the shard's writer; returns (counts, report table, report
     JSON Lines bytes).
 
-    decided: (local units, kind codes, similarities, rep slots, groups) of the piece's repeated
-    units; reps: (record ids, starts, ends) per rep slot; groups: {group: (size, lowest
-    similarity)}. They make a Plan over this piece plus its representatives (appended after
-    its own units, each in a record of its own), which is all outcome() reads."""
+    parts: rows from lookup_block for this piece's block (unit, kind, similarity, group, group
+    size, lowest similarity, representative, its start, end, record ids). They make a Plan over
+    this piece plus its representatives (appended after its own units, each in a record of its
+    own), which is all outcome() reads."""
     import pyarrow as pa
 
     from dedup.corpus import (
@@ -386,7 +680,18 @@ def write_piece(shard, span, units, decided, reps, groups, config, mode, text_fi
     _task_setup()
     _maybe_die("write", kill)
     n_local, n_records = units.n_units, units.n_records
-    rep_ids, rep_starts, rep_ends = reps
+    columns = [np.concatenate([p[c] for p in parts]) for c in range(9)]
+    is_mine = (columns[0] >= unit_offset) & (columns[0] < unit_offset + n_local)
+    unit, kind, similarity, group, size, lowest, rep, rep_start, rep_end = \
+        (c[is_mine] for c in columns)
+    ids = [i for p in parts for i in p[9]]
+    ids = [ids[i] for i in np.flatnonzero(is_mine).tolist()]
+    local = unit - unit_offset
+    piece_reps, first, rep_slot = np.unique(rep, return_index=True, return_inverse=True)
+    rep_ids = [ids[i] for i in first.tolist()]
+    rep_starts, rep_ends = rep_start[first], rep_end[first]
+    groups = {g: (int(n), float(low)) for g, n, low in zip(group.tolist(), size.tolist(),
+                                                           lowest.tolist())}
     n_reps = len(rep_ids)
     id_ends = np.cumsum([len(i.encode("utf-8", "surrogatepass")) for i in rep_ids],
                         dtype=np.int64)
@@ -398,7 +703,6 @@ def write_piece(shard, span, units, decided, reps, groups, config, mode, text_fi
         units.record_units,
         units.id_blob + "".join(rep_ids).encode("utf-8", "surrogatepass"),
         np.concatenate([units.id_offsets, units.id_offsets[-1] + id_ends]), 0)
-    local, kind, similarity, rep_slot, group = decided
     kinds = np.zeros(n_local + n_reps, dtype=np.int8)
     kinds[local] = kind
     sims = np.zeros(n_local + n_reps, dtype=np.float64)
@@ -478,6 +782,44 @@ def _unwrap(err):
     return err
 
 
+def _check_reachable(address: str, wait_s: float | None = None):
+    """Raise InputError (one line) unless a Ray cluster answers at address within wait_s
+    seconds (CONNECT_WAIT_S): ray.init retries an address that does not answer for minutes.
+    A Ray Client address (ray://) is left to ray.init, which fails at once."""
+    import threading
+
+    wait_s = CONNECT_WAIT_S if wait_s is None else wait_s
+    if address.startswith("ray://"):
+        return
+    try:  # Ray internals: when they move, ray.init's own (slower) failure remains
+        from ray._private.services import canonicalize_bootstrap_address
+        from ray._raylet import GcsClient
+    except ImportError:
+        return
+    try:
+        resolved = canonicalize_bootstrap_address(address)
+    except (ConnectionError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"--ray-address {address}: cannot connect to a Ray cluster "
+                         f"({first})") from None
+    answer = {}
+
+    def probe():
+        try:
+            answer["cluster_id"] = GcsClient(address=resolved).cluster_id
+        except Exception as err:  # noqa: BLE001 - reported as the reason below
+            answer["error"] = err
+
+    thread = threading.Thread(target=probe, daemon=True)  # a hung probe must not block exit
+    thread.start()
+    thread.join(wait_s)
+    if "cluster_id" in answer:
+        return
+    why = f"no Ray cluster answered within {wait_s:g} s" if thread.is_alive() else \
+        (str(answer["error"]).strip().splitlines() or [type(answer["error"]).__name__])[0]
+    raise InputError(f"--ray-address {address}: cannot connect to a Ray cluster ({why})")
+
+
 class _Cluster:
     """The Ray session of one run: connects (or starts a local Ray) and makes the remote
     functions once."""
@@ -490,6 +832,7 @@ class _Cluster:
             options = {"include_dashboard": False, "logging_level": logging.ERROR,
                        "log_to_driver": False}
             if address:
+                _check_reachable(address)
                 try:
                     ray.init(address=address, **options)
                 except (ConnectionError, ValueError, RuntimeError) as err:
@@ -504,12 +847,14 @@ class _Cluster:
                 ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
                          _system_config={"worker_niceness": 0}, **options)
         self.cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self.remote = {fn.__name__: ray.remote(fn) for fn in (
-            split_shard, sketch_piece, exact_partition, band_partition, pair_partition,
-            texts_piece, verify_partition, tried_partition, lookup_piece, write_piece)}
 
     def call(self, name, *args, num_returns=1):
-        return self.remote[name].options(num_returns=num_returns).remote(*args)
+        return _remote(name).options(num_returns=num_returns).remote(*args)
+
+    def calls(self, name, num_returns, *args):
+        """The refs of a task's num_returns values, as a list (one ref too)."""
+        refs = self.call(name, *args, num_returns=num_returns)
+        return [refs] if num_returns == 1 else refs
 
     def get(self, refs):
         try:
@@ -607,7 +952,6 @@ def _stage(quiet, stream, text):
 def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, flag_field,
          duplicates_jsonl, batch_chars, piece_bytes, partitions, kill, quiet, stream):
     from dedup import corpus
-    from dedup.pipeline import Edges
 
     is_skip = on_error == "skip"
     timings = {}
@@ -628,8 +972,6 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
     unit_offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
     np.cumsum([m["n_units"] for m in metas], out=unit_offsets[1:])
     n_units = int(unit_offsets[-1])
-    if n_units >= 1 << 32:
-        raise ConfigError(f"{n_units:,} units: at most 2^32 per run (split the corpus)")
     rejected_shards = set()
     rejects_data = []
     n_rejected = 0
@@ -647,159 +989,109 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
     # 2 and 3. exact classes and candidate pairs
     clock = time.perf_counter()
     _stage(quiet, stream, "candidates")
-    exact = [cluster.call("exact_partition", unit_offsets,
-                          *[refs[2 + j] for refs in sketched], num_returns=3)
-             for j in range(n_parts)]
+    exact = [cluster.calls("exact_partition", 2 + n_parts, n_parts, unit_offsets,
+                           *[refs[2 + j] for refs in sketched]) for j in range(n_parts)]
     n_heads = sum(cluster.get([refs[0] for refs in exact]))
-    class_pairs = cluster.get([refs[1] for refs in exact])
-    copies = np.concatenate([c[0] for c in class_pairs])
-    copy_heads = np.concatenate([c[1] for c in class_pairs])
-    order = np.argsort(copies)
-    copies, copy_heads = copies[order], copy_heads[order]
-    del class_pairs
     if n_heads * (n_heads - 1) // 2 <= config.exhaustive_pairs:
-        heads = np.sort(np.concatenate(cluster.get([refs[2] for refs in exact])))
+        # at most exhaustive_pairs pairs: a few hundred heads on the driver
+        heads = np.sort(np.concatenate(cluster.get([refs[1] for refs in exact])))
         left, right = np.triu_indices(heads.size, 1)
         left, right = heads[left].astype(np.int64), heads[right].astype(np.int64)
         pair_sources = [[cluster.ray.put(part)] for part in _split_by(
-            _partition_of(pack_pairs(left, right), n_parts), n_parts, left, right)]
+            _pair_partition_of(left, right, n_parts), n_parts, left, right)]
     else:
-        banded = [cluster.call("band_partition", unit_offsets, n_bands, config.max_bucket,
-                               n_parts, *[refs[2 + n_parts + j] for refs in sketched],
-                               num_returns=n_parts)
+        banded = [cluster.calls("band_partition", n_parts, unit_offsets, n_bands,
+                                config.max_bucket, n_parts,
+                                *[refs[2 + n_parts + j] for refs in sketched])
                   for j in range(n_parts)]
-        if n_parts == 1:
-            banded = [[refs] for refs in banded]
         pair_sources = [[refs[j] for refs in banded] for j in range(n_parts)]
-    del exact, sketched
+    del sketched
     n_blocks = min(len(pieces), n_parts)
     block_of = [k * n_blocks // len(pieces) for k in range(len(pieces))]
     first_piece = [block_of.index(b) for b in range(n_blocks)] + [len(pieces)]
     block_bounds = unit_offsets[first_piece]
     timings["candidates"] = time.perf_counter() - clock
 
-    def verify_round(sources):
-        """Stage 4 over pair sources (per pair partition, refs to (left, right) arrays):
-        (pair partition refs, number of distinct pairs, Edges, unit stats, shingles held)."""
-        paired = [cluster.call("pair_partition", block_bounds, *sources[j],
-                               num_returns=2 + n_blocks) for j in range(n_parts)]
-        n_pairs = sum(cluster.get([refs[0] for refs in paired]))
-        shingled = []
-        for k, piece in enumerate(pieces):
-            meta = metas[k]
-            shingled.append(cluster.call(
-                "texts_piece", shards[piece.shard], piece.span, unit_refs[k],
-                int(unit_offsets[k]), config, text_field, id_field, meta["rejected_lines"],
-                is_skip, batch_chars, kill, *[refs[2 + block_of[k]] for refs in paired],
-                num_returns=n_parts))
-        if n_parts == 1:
-            shingled = [[refs] for refs in shingled]
-        verified = cluster.get([cluster.call("verify_partition", paired[j][1], config,
-                                             *[refs[j] for refs in shingled], num_returns=1)
-                                for j in range(n_parts)])
-        columns = [np.concatenate([v[0][c] for v in verified]) for c in range(4)]
-        order = np.lexsort((columns[1], columns[0]))
-        edges = Edges(*(c[order] for c in columns))
-        stats = [np.concatenate([v[1][c] for v in verified]) for c in range(4)]
-        held = max((v[2] for v in verified), default=0)
-        shuffled["unit_texts"] += sum(v[3] for v in verified)
-        shuffled["candidate_pairs"] += 16 * n_pairs
-        return [refs[1] for refs in paired], n_pairs, edges, stats, held
-
-    # 4. verify
-    shuffled = {"exact_hashes": sum(m["hash_bytes"] for m in metas),
-                "band_keys": sum(m["band_bytes"] for m in metas),
-                "candidate_pairs": 0, "unit_texts": 0}
+    # 4. verify: pairs partitioned by pair, unit text sent by the pieces holding the units
     clock = time.perf_counter()
     _stage(quiet, stream, "verify")
-    pair_refs, n_candidates, edges, unit_stats, peak_held = verify_round(pair_sources)
+    paired = [cluster.calls("pair_partition", 2 + n_blocks + n_parts, block_bounds, n_parts,
+                            *pair_sources[j]) for j in range(n_parts)]
     del pair_sources
+    n_candidates = sum(cluster.get([refs[0] for refs in paired]))
+    texts = []
+    for k, piece in enumerate(pieces):
+        texts.append(cluster.calls(
+            "texts_piece", n_parts, shards[piece.shard], piece.span, unit_refs[k],
+            int(unit_offsets[k]), config, text_field, id_field, metas[k]["rejected_lines"],
+            is_skip, batch_chars, kill, *[refs[2 + block_of[k]] for refs in paired]))
+    verified = [cluster.calls("verify_partition", 1 + n_parts, paired[j][1], config, n_parts,
+                              *[refs[j] for refs in texts]) for j in range(n_parts)]
+    del texts
+    infos = cluster.get([refs[0] for refs in verified])
+    peak_held = max((i[0] for i in infos), default=0)
+    n_verified = sum(i[2] for i in infos)
+    shuffled = {"exact_hashes": sum(m["hash_bytes"] for m in metas),
+                "band_keys": sum(m["band_bytes"] for m in metas),
+                "candidate_pairs": 16 * n_candidates, "unit_texts": sum(i[1] for i in infos)}
     timings["verify"] = time.perf_counter() - clock
 
-    # 5. groups, on the driver, over the units in an edge or an exact class with copies
+    # 5. groups: connected components by smallest-label propagation over component
+    # partitions, then decide() per group partition (whole components), group numbers and the
+    # representatives' records in blocks of pieces; the driver holds per-task counts only
     clock = time.perf_counter()
     _stage(quiet, stream, "group")
-    involved = np.concatenate([edges.left, edges.right, copies, copy_heads])
-    involved.sort()
-    if involved.size > 1:
-        keep = np.ones(involved.size, dtype=bool)
-        np.not_equal(involved[1:], involved[:-1], out=keep[1:])
-        involved = involved[keep]
-    n_involved = involved.size
-    compact = lambda units: np.searchsorted(involved, units)  # noqa: E731 - order kept
-    norm_lengths = np.zeros(n_involved, dtype=np.int64)
-    sizes = np.zeros(n_involved, dtype=np.int64)
-    norm_hashes = np.zeros(n_involved, dtype=np.uint64)
-    stat_units = compact(unit_stats[0])
-    norm_lengths[stat_units], sizes[stat_units], norm_hashes[stat_units] = unit_stats[1:]
-    head_of = np.arange(n_involved, dtype=np.int64)
-    head_of[compact(copies)] = compact(copy_heads)
-    heads = np.flatnonzero(head_of == np.arange(n_involved))
-    view = corpus.Sketch(np.zeros(n_involved, dtype=np.int64), None, None,
-                         np.zeros(n_involved, dtype=np.uint64), None, norm_lengths, sizes,
-                         norm_hashes, None, np.zeros(1, dtype=np.int64), b"",
-                         np.zeros(1, dtype=np.int64), 0)
-    compact_edges = Edges(compact(edges.left), compact(edges.right), edges.jaccard,
-                          edges.containment)
-    tried = np.sort(np.concatenate(cluster.get([cluster.call("tried_partition", ref, involved)
-                                                for ref in pair_refs])))
-    extra = {"passes": 0, "pairs": 0}
-
-    def verify_more(left, right):
-        extra["passes"] += 1
-        extra["pairs"] += left.size
-        left, right = involved[left], involved[right]
-        sources = [[cluster.ray.put(part)] for part in _split_by(
-            _partition_of(pack_pairs(left, right), n_parts), n_parts, left, right)]
-        _, _, more, _, _ = verify_round(sources)
-        return Edges(compact(more.left), compact(more.right), more.jaccard, more.containment)
-
-    decisions = corpus.decide(view, heads, head_of, compact_edges, config, verify_more, tried)
-    del tried, pair_refs
-    repeated = np.flatnonzero(decisions.kind)
-    units_repeated = involved[repeated]
-    reps = involved[decisions.rep[repeated]]
+    states = [cluster.calls("cc_start", 2 + n_parts, n_parts,
+                            *[refs[2 + j] for refs in exact], *[refs[1 + j] for refs in verified])
+              for j in range(n_parts)]
+    del exact, verified
+    rounds = 0
+    while sum(cluster.get([refs[1] for refs in states])):
+        rounds += 1
+        states = [cluster.calls("cc_round", 2 + n_parts, n_parts, states[j][0],
+                                *[refs[2 + j] for refs in states]) for j in range(n_parts)]
+    finished = [cluster.calls("cc_finish", n_parts, n_parts, states[j][0],
+                              *[refs[2 + n_blocks + j] for refs in paired])
+                for j in range(n_parts)]
+    del states, paired
+    ctx = _Context([shards[p.shard] for p in pieces], [p.span for p in pieces], unit_refs,
+                   unit_offsets, [m["rejected_lines"] for m in metas], config, text_field,
+                   id_field, is_skip, batch_chars, kill)
+    grouped = [cluster.calls("group_partition", 1 + n_blocks, ctx, n_blocks, block_bounds,
+                             *[refs[g] for refs in finished]) for g in range(n_parts)]
+    del finished
+    group_infos = cluster.get([refs[0] for refs in grouped])
+    ranked = [cluster.calls("rank_block", 1 + n_blocks, n_blocks, block_bounds,
+                            *[refs[1 + b] for refs in grouped]) for b in range(n_blocks)]
+    del grouped
+    group_counts = cluster.get([refs[0] for refs in ranked])
+    group_offsets = np.zeros(n_blocks, dtype=np.int64)
+    np.cumsum(group_counts[:-1], out=group_offsets[1:])
+    looked = [cluster.calls("lookup_block", n_blocks, ctx, n_blocks, block_bounds, group_offsets,
+                            [k for k in range(len(pieces)) if block_of[k] == b],
+                            *[refs[1 + b] for refs in ranked]) for b in range(n_blocks)]
+    del ranked
+    cluster.ray.wait([refs[0] for refs in looked], num_returns=len(looked))
     timings["group"] = time.perf_counter() - clock
 
-    # 6. write: look up the representatives' ids and spans, then one task per piece
+    # 6. write: one task per piece, with the rows of its block
     clock = time.perf_counter()
     _stage(quiet, stream, "write")
-    piece_of = np.searchsorted(unit_offsets, units_repeated, side="right") - 1
-    rep_units = np.unique(reps)
-    rep_piece = np.searchsorted(unit_offsets, rep_units, side="right") - 1
-    lookups = {}
-    for k in np.unique(rep_piece).tolist():
-        mine = rep_units[rep_piece == k]
-        lookups[k] = (mine, cluster.call("lookup_piece", unit_refs[k], mine - unit_offsets[k]))
-    rep_table = {}
-    for k, (mine, ref) in lookups.items():
-        ids, starts, ends = cluster.get(ref)
-        for unit, rid, start, end in zip(mine.tolist(), ids, starts.tolist(), ends.tolist()):
-            rep_table[unit] = (rid, start, end)
-    del lookups
     part_paths = {}
     writes = []
     for k, piece in enumerate(pieces):
         shard = shards[piece.shard]
-        rows = np.flatnonzero(piece_of == k)
-        piece_reps, slots = np.unique(reps[rows], return_inverse=True)
-        rep_info = [rep_table[u] for u in piece_reps.tolist()]
-        groups = decisions.group[repeated[rows]]
-        group_info = {g: (int(decisions.group_size[g]), float(decisions.group_min_similarity[g]))
-                      for g in np.unique(groups).tolist()}
-        decided = (units_repeated[rows] - unit_offsets[k], decisions.kind[repeated[rows]],
-                   decisions.similarity[repeated[rows]], slots.astype(np.int64), groups)
         if piece.n_parts > 1:
             path = work / f".part-{piece.shard}-{piece.part}"
             part_paths.setdefault(piece.shard, []).append(path)
         else:
             path = work / shard.name
         writes.append(cluster.call(
-            "write_piece", shard, piece.span, unit_refs[k], decided,
-            ([i[0] for i in rep_info], [i[1] for i in rep_info], [i[2] for i in rep_info]),
-            group_info, config, mode, text_field, id_field, flag_field,
-            metas[k]["rejected_lines"], is_skip, batch_chars, str(path),
-            shard.name in rejected_shards, duplicates_jsonl, kill))
+            "write_piece", shard, piece.span, unit_refs[k], int(unit_offsets[k]), config, mode,
+            text_field, id_field, flag_field, metas[k]["rejected_lines"], is_skip, batch_chars,
+            str(path), shard.name in rejected_shards, duplicates_jsonl, kill,
+            *[refs[block_of[k]] for refs in looked]))
+    del looked
     report = _ReportWriter(work, duplicates_jsonl)
     counts = {"read": 0, "kept": 0, "modified": 0, "removed": 0, "flagged": 0,
               "rejected": n_rejected}
@@ -814,15 +1106,15 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
     for index, paths in part_paths.items():
         _join(paths, work / shards[index].name)
     counts["read"] = n_read + n_rejected
-    counts["units_repeated"] = int(repeated.size)
+    counts["units_repeated"] = sum(i[0] for i in group_infos)
     counts.update({
         "units": n_units,
         "distinct_units": int(n_heads),
         "candidate_pairs": int(n_candidates),
-        "verified_pairs": int(edges.left.size),
-        "regroup_passes": extra["passes"],
-        "regroup_pairs": extra["pairs"],
-        "groups": int(decisions.group_size.size),
+        "verified_pairs": int(n_verified),
+        "regroup_passes": max((i[1] for i in group_infos), default=0),
+        "regroup_pairs": sum(i[2] for i in group_infos),
+        "groups": int(sum(group_counts)),
         "peak_cached_shingles": int(peak_held),
     })
     timings["write"] = time.perf_counter() - clock
@@ -830,7 +1122,8 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
                                         text_field, id_field, on_error, flag_field, counts,
                                         timings)
     summary["engine"] = {"name": "ray", "cpus": cluster.cpus, "pieces": len(pieces),
-                         "partitions": n_parts, "driver_peak_rss_mb": _peak_rss_mb(),
+                         "partitions": n_parts, "component_rounds": rounds,
+                         "driver_peak_rss_mb": _peak_rss_mb(),
                          "shuffled_mb": {k: round(v / 1e6, 1) for k, v in shuffled.items()}}
     return summary, names
 

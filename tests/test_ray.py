@@ -174,7 +174,7 @@ def test_empty_and_unreadable_shards_as_local(ray_session, corpus, tmp_path):
     assert local["counts"]["rejected"] == 2
 
 
-@pytest.mark.parametrize("stage", ["sketch", "verify", "write"])
+@pytest.mark.parametrize("stage", ["sketch", "verify", "group", "write"])
 def test_killed_worker_is_retried_and_outputs_unchanged(ray_session, corpus, tmp_path, stage):
     """One worker process is killed (SIGKILL, by its own task) in the middle of the run; Ray
     runs the task again on another worker, and every output is the same."""
@@ -223,3 +223,22 @@ def test_parquet_without_the_column_same_error_and_skip(ray_session, tmp_path, c
     local_out = outputs(tmp_path / "l2")
     assert outputs(tmp_path / "r2") == local_out
     assert "b.parquet" not in local_out and b"b.parquet" in local_out["rejects.jsonl"]
+
+
+def test_unreachable_ray_address_fails_in_one_line_after_a_bounded_wait(tmp_path):
+    """A port that accepts connections but is no Ray cluster: ray.init would retry for
+    minutes; the run gives up after the wait it was given, with one line naming the address."""
+    import socket
+
+    pytest.importorskip("ray", reason="Ray is not installed: pip install '.[ray]'")
+    from dedup.engine_ray import _check_reachable
+    from dedup.errors import InputError
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        address = "127.0.0.1:%d" % listener.getsockname()[1]
+        with pytest.raises(InputError, match="no Ray cluster answered within 1 s") as caught:
+            _check_reachable(address, wait_s=1)
+    message = str(caught.value)
+    assert message.startswith(f"--ray-address {address}: cannot connect") and "\n" not in message
