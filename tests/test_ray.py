@@ -9,9 +9,12 @@ import gzip
 import json
 import sys
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.corpus_gen import Generator, Shape
 from dedup.cli import main
@@ -242,3 +245,90 @@ def test_unreachable_ray_address_fails_in_one_line_after_a_bounded_wait(tmp_path
             _check_reachable(address, wait_s=1)
     message = str(caught.value)
     assert message.startswith(f"--ray-address {address}: cannot connect") and "\n" not in message
+
+
+def _components_distributed(n_parts, edges, copies):
+    """The Ray engine's component stage (cc_start, cc_round until no message, cc_finish) run
+    in this process: {unit: label} and the units each group partition received."""
+    from dedup import engine_ray as er
+
+    def split(left, right, side):
+        by = left if side == 0 else right
+        return er._split_by(er._partition_of(by.astype("uint64"), n_parts), n_parts, left, right)
+
+    el, er_ = (np.array(c, dtype=np.int64) for c in zip(*edges)) if edges else \
+        (np.zeros(0, np.int64),) * 2
+    cl, cr = (np.array(c, dtype=np.int64) for c in zip(*copies)) if copies else \
+        (np.zeros(0, np.int64),) * 2
+    ones = np.ones(el.size)
+    by_left = er._split_by(er._partition_of(el.astype("uint64"), n_parts), n_parts, el, er_,
+                           ones, ones)
+    by_right = split(er_, el, 0)
+    copy_parts = split(cl, cr, 0)
+    head_parts = split(cr, cl, 0)
+    states = [er.cc_start(n_parts, {"edges": by_left[j], "adj": by_right[j]},
+                          {"copies": copy_parts[j], "adj": head_parts[j]})
+              for j in range(n_parts)]
+    while sum(s[1] for s in states):
+        states = [er.cc_round(n_parts, states[j][0], *[s[2 + j] for s in states])
+                  for j in range(n_parts)]
+    labels = {}
+    for state, *_ in states:
+        labels.update(zip(state["units"].tolist(), state["labels"].tolist()))
+    finished = [er.cc_finish(n_parts, s[0]) for s in states]
+    if n_parts == 1:
+        finished = [[f] for f in finished]
+    received = [set(np.concatenate([f[g]["units"][0] for f in finished]).tolist())
+                for g in range(n_parts)]
+    return labels, received
+
+
+def _components_reference(links):
+    """{unit: smallest unit of its component}, by a breadth-first walk over a dict."""
+    neighbours = {}
+    for a, b in links:
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+    labels = {}
+    for start in sorted(neighbours):
+        if start in labels:
+            continue
+        seen, todo = {start}, [start]
+        while todo:
+            for other in neighbours[todo.pop()]:
+                if other not in seen:
+                    seen.add(other)
+                    todo.append(other)
+        for unit in seen:
+            labels[unit] = min(seen)
+    return labels
+
+
+@settings(max_examples=60, deadline=None)
+@given(links=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40)), max_size=60),
+       n_parts=st.integers(1, 4), shift=st.sampled_from([0, 1 << 33, (1 << 62) - 100]))
+def test_distributed_components_equal_a_reference(links, n_parts, shift):
+    """Smallest-label propagation over partitions gives every unit the smallest unit of its
+    component (ids beyond 32 bits too), and each group partition receives whole components."""
+    links = [(a + shift, b + shift) for a, b in links if a != b]
+    edges = [(min(a, b), max(a, b)) for a, b in links[::2]]
+    copies = [(max(a, b), min(a, b)) for a, b in links[1::2]]  # (copy, its head)
+    labels, received = _components_distributed(n_parts, edges, copies)
+    expected = _components_reference(links)
+    assert labels == expected
+    for units in received:
+        assert all(all(expected[v] != expected[u] or v in units for v in expected)
+                   for u in units)
+    assert set().union(*received) == set(expected)
+
+
+def test_distinct_pairs_keep_64_bit_ids():
+    from dedup.engine_ray import _distinct_pairs, _pair_partition_of
+
+    big = np.array([1 << 40, 1 << 40, 3, 1 << 40], dtype=np.int64)
+    other = np.array([(1 << 41) + 1, (1 << 41) + 1, 1 << 35, 5], dtype=np.int64)
+    left, right = _distinct_pairs(big, other)
+    assert list(zip(left.tolist(), right.tolist())) == [
+        (3, 1 << 35), (1 << 40, 5), (1 << 40, (1 << 41) + 1)]
+    parts = _pair_partition_of(big, other, 7)
+    assert parts[0] == parts[1] and ((parts >= 0) & (parts < 7)).all()
