@@ -215,3 +215,59 @@ def key_directory(sorted_keys: np.ndarray) -> tuple[np.ndarray, int]:
     tops = np.arange((1 << bits) + 1, dtype=np.uint64)
     directory = np.searchsorted(sorted_keys, tops[:-1] << np.uint64(shift)).astype(np.int64)
     return np.append(directory, sorted_keys.size), shift
+
+
+@njit(cache=True)
+def table_insert(slot_key, slot_head, entry_key, entry_value, entry_next, n_entries, keys,
+                 values):
+    """Add (keys[k], values[k]) pairs to a hash table of lists (open addressing on the key's
+    low bits: keys are already well mixed hashes). The table: slot_key uint64[size] and
+    slot_head int64[size] (-1 for an empty slot; size a power of two, at least twice the
+    entries), entries entry_key uint64, entry_value int64, entry_next int64 (the slot's list,
+    newest first), n_entries of them in use. Returns the new n_entries; the caller keeps room.
+    """
+    mask = np.uint64(slot_key.size - 1)
+    for k in range(keys.size):
+        key = keys[k]
+        slot = key & mask
+        while slot_head[slot] >= 0 and slot_key[slot] != key:
+            slot = (slot + np.uint64(1)) & mask
+        slot_key[slot] = key
+        entry_key[n_entries] = key
+        entry_value[n_entries] = values[k]
+        entry_next[n_entries] = slot_head[slot]
+        slot_head[slot] = n_entries
+        n_entries += 1
+    return n_entries
+
+
+@njit(cache=True)
+def table_lookup(slot_key, slot_head, entry_value, entry_next, queries):
+    """(query index, value) of every entry of table_insert's table under each query, by query.
+    Returns (query int64[m], value int64[m])."""
+    mask = np.uint64(slot_key.size - 1)
+    heads = np.full(queries.size, -1, dtype=np.int64)
+    total = 0
+    for q in range(queries.size):
+        key = queries[q]
+        slot = key & mask
+        while slot_head[slot] >= 0:
+            if slot_key[slot] == key:
+                heads[q] = slot_head[slot]
+                entry = heads[q]
+                while entry >= 0:
+                    total += 1
+                    entry = entry_next[entry]
+                break
+            slot = (slot + np.uint64(1)) & mask
+    query = np.empty(total, dtype=np.int64)
+    value = np.empty(total, dtype=np.int64)
+    n = 0
+    for q in range(queries.size):
+        entry = heads[q]
+        while entry >= 0:
+            query[n] = q
+            value[n] = entry_value[entry]
+            n += 1
+            entry = entry_next[entry]
+    return query, value

@@ -259,3 +259,55 @@ def raw_shingles_utf8(data, offsets, n, mode, seed):
         _fill_shingles(values, value_offsets[unit], value_offsets[unit + 1], n, mode, seed,
                        raw[raw_offsets[unit]:raw_offsets[unit + 1]])
     return raw, raw_offsets
+
+
+@njit(cache=True)
+def document_units(cps, text_offsets, is_space):
+    """The units of each text cps[text_offsets[k]:text_offsets[k + 1]] (code points) as the
+    index takes them: first the whole text without the white space around it, then each
+    paragraph (a line without the white space around it, blank lines skipped; lines end at
+    \\r\\n, \\n or \\r), as dedup.units.split_units gives "document" and "paragraph" units.
+    is_space: bool[m], str.isspace() of the code points below m (none above is white space).
+    Returns (starts int64[u], ends int64[u] into cps, lines int64[u] 1-based within the
+    text, firsts int64[n_texts + 1]: text k's units are firsts[k] .. firsts[k + 1] - 1).
+    """
+    n_texts = text_offsets.size - 1
+    most = cps.size + 2 * n_texts
+    starts = np.empty(most, dtype=np.int64)
+    ends = np.empty(most, dtype=np.int64)
+    lines = np.empty(most, dtype=np.int64)
+    firsts = np.zeros(n_texts + 1, dtype=np.int64)
+    n_space = is_space.size
+    count = 0
+    for text in range(n_texts):
+        lo, hi = text_offsets[text], text_offsets[text + 1]
+        start, end = lo, hi
+        while start < end and cps[start] < n_space and is_space[cps[start]]:
+            start += 1
+        while end > start and cps[end - 1] < n_space and is_space[cps[end - 1]]:
+            end -= 1
+        if start == end:  # all white space: an empty document at the text's start
+            start = end = lo
+        starts[count], ends[count], lines[count] = start, end, 1
+        count += 1
+        line = 1
+        i = lo
+        while True:
+            j = i
+            while j < hi and cps[j] != 10 and cps[j] != 13:
+                j += 1
+            s, e = i, j
+            while s < e and cps[s] < n_space and is_space[cps[s]]:
+                s += 1
+            while e > s and cps[e - 1] < n_space and is_space[cps[e - 1]]:
+                e -= 1
+            if s < e:
+                starts[count], ends[count], lines[count] = s, e, line
+                count += 1
+            if j >= hi:
+                break
+            j += 2 if cps[j] == 13 and j + 1 < hi and cps[j + 1] == 10 else 1
+            line += 1
+            i = j
+        firsts[text + 1] = count
+    return starts[:count], ends[:count], lines[:count], firsts

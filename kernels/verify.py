@@ -168,3 +168,26 @@ def pair_overlaps(raw_a, offsets_a, raw_b, offsets_b, left, right):
                 slot = (slot + np.uint64(1)) & mask
         shared[k] = count
     return shared
+
+
+@njit(cache=True)
+def has_repeat_pair(sizes, shared, lengths, threshold, containment_threshold,
+                    min_contained_length):
+    """Whether some pair i < j of units (distinct sizes int64[n], shared int64[n, n] as
+    set_overlaps gives, normalized lengths int64[n]) is a repeat: Jaccard >= threshold, or
+    containment >= containment_threshold with the shorter unit at least min_contained_length
+    long (pipeline.is_edge, with pair_similarities' formulas). Empty units repeat nothing."""
+    n = sizes.size
+    for i in range(n):
+        for j in range(i + 1, n):
+            a = sizes[i]
+            b = sizes[j]
+            if a == 0 or b == 0:
+                continue
+            s = shared[i, j]
+            if s / (a + b - s) >= threshold:
+                return True
+            if s / min(a, b) >= containment_threshold and \
+                    min(lengths[i], lengths[j]) >= min_contained_length:
+                return True
+    return False

@@ -12,20 +12,22 @@ import reference
 from dedup.kernels.band import band_keys, key_directory, sorted_lookup
 from dedup.kernels.minhash import minhash_signatures
 from dedup.kernels.shingle import CHAR, WORD, raw_shingles
-from dedup.kernels.sketch import raw_shingles_utf8, sketch_units
-from dedup.kernels.verify import pair_overlaps, set_overlaps
+from dedup.kernels.sketch import document_units, raw_shingles_utf8, sketch_units
+from dedup.kernels.verify import has_repeat_pair, pair_overlaps, set_overlaps
 from dedup.normtable import load_table
-from dedup.pipeline import SHINGLE_SEED, UNIT_HASH_SEED, codepoints, permutations
+from dedup.config import Config
+from dedup.pipeline import SHINGLE_SEED, UNIT_HASH_SEED, codepoints, is_edge, permutations
 from dedup.units import split_units
 
 # letters, Arabic with tatweel and harakat, digits, a ligature and U+FDFA (expansions: the long
 # one outgrows the one-pass buffer), and white space str.isspace() knows (\x1c, \x85, U+2028)
 ALPHABET = "abcXYZ ,.!ـفيالبيتَ١٢3ﬁﷺ\t\x1c\x85\u2028"
 PARAGRAPHS = st.lists(st.text(alphabet=ALPHABET, max_size=40), min_size=0, max_size=6)
+SPACE_TABLE = np.array([chr(c).isspace() for c in range(0x3001)])
 BREAKS = st.sampled_from(["\n", "\n\n", "\r\n", "\r", " \n "])
 
 
-def document_units(texts):
+def index_units(texts):
     """(cps, starts, ends, firsts) as the index builds them: per text the whole stripped text,
     then its paragraphs."""
     starts, ends, firsts, offset = [], [], [0], 0
@@ -44,7 +46,7 @@ def document_units(texts):
 
 def sketch(texts, mode, n, bands=4, rows=3, num_perm=16):
     a, b = permutations(num_perm, 7)
-    cps, starts, ends, firsts = document_units(texts)
+    cps, starts, ends, firsts = index_units(texts)
     result = sketch_units(cps, starts, ends, firsts, *load_table(), mode == WORD, n, mode,
                           SHINGLE_SEED, UNIT_HASH_SEED, a, b, bands, rows)
     return (cps, starts, ends, a, b) + result
@@ -178,3 +180,44 @@ def test_long_expansions_take_the_two_pass_path():
         assert "".join(map(chr, values.tolist())) == reference.normalize(
             text[starts[unit]:ends[unit]], keep_separators=False)
     assert norm_offsets[1] - norm_offsets[0] > 2 * len(texts[0])
+
+
+@given(st.lists(st.tuples(st.sets(st.integers(0, 12), max_size=10), st.integers(0, 60)),
+                max_size=6),
+       st.sampled_from([Config(), Config(threshold=0.5, containment_threshold=0.6,
+                                         min_contained_length=10)]))
+def test_has_repeat_pair_is_is_edge_on_some_pair(units, config):
+    sets = [s for s, _ in units]
+    lengths = np.asarray([length for _, length in units], dtype=np.int64)
+    sizes = np.asarray([len(s) for s in sets], dtype=np.int64)
+    shared = np.zeros((len(sets), len(sets)), dtype=np.int64)
+    expected = False
+    for i in range(len(sets)):
+        for j in range(i + 1, len(sets)):
+            shared[i, j] = len(sets[i] & sets[j])
+            jac, cont = reference.jaccard(sets[i], sets[j]), reference.containment(sets[i], sets[j])
+            if sets[i] and sets[j]:
+                expected |= bool(is_edge(np.array([jac]), np.array([cont]),
+                                         np.array([min(lengths[i], lengths[j])]), config)[0])
+    assert has_repeat_pair(sizes, shared, lengths, config.threshold,
+                           config.containment_threshold, config.min_contained_length) == expected
+
+
+@given(st.lists(st.text(alphabet="ab \t\r\n\x0b\x1c\x85\u2028\u3000ـ", max_size=30), min_size=1,
+                max_size=4))
+def test_document_units_are_split_units(texts):
+    cps = codepoints("".join(texts))
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum([len(t) for t in texts], out=offsets[1:])
+    starts, ends, lines, firsts = document_units(cps, offsets, SPACE_TABLE)
+    for k, text in enumerate(texts):
+        doc = split_units(text, "document")
+        paras = split_units(text, "paragraph")
+        lo, hi, base = firsts[k], firsts[k + 1], offsets[k]
+        if len(doc):
+            assert (starts[lo] - base, ends[lo] - base) == (doc.starts[0], doc.ends[0])
+        else:
+            assert starts[lo] == ends[lo]
+        assert (starts[lo + 1:hi] - base).tolist() == paras.starts.tolist()
+        assert (ends[lo + 1:hi] - base).tolist() == paras.ends.tolist()
+        assert lines[lo + 1:hi].tolist() == paras.lines.tolist()
