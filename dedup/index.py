@@ -9,7 +9,7 @@ across restarts. The index answers what the batch path answers on the same strea
 - candidates are the stored units sharing an LSH band key with the new one (the same
   signatures and band keys as the batch path), plus the stored unit with the same normalized
   hash; every candidate is verified on exact shingle sets, re-made from the unit's stored
-  normalized text (zlib-compressed UTF-8), never on an estimate;
+  normalized text (zstd-compressed UTF-8), never on an estimate;
 - a band bucket holds at most `max_bucket` units: a unit arriving at a full bucket is compared
   with the units in it but not added (the batch path links such a bucket as a star).
 
@@ -33,7 +33,6 @@ import json
 import os
 import sqlite3
 import threading
-import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,13 +40,16 @@ from typing import Iterable
 
 import numpy as np
 import xxhash
+import zstandard
 
 from dedup.config import Config
 from dedup.errors import ConfigError, InputError
-from dedup.kernels.band import key_directory, sorted_lookup
+from dedup.kernels.band import (
+    key_directory, sorted_lookup, table_insert, table_lookup,
+)
 from dedup.kernels.shingle import CHAR, WORD, compact_sorted_inplace
-from dedup.kernels.sketch import raw_shingles_utf8, sketch_units
-from dedup.kernels.verify import pair_overlaps, set_overlaps
+from dedup.kernels.sketch import document_units, raw_shingles_utf8, sketch_units
+from dedup.kernels.verify import has_repeat_pair, pair_overlaps, set_overlaps
 from dedup.normtable import NORMALIZATION_VERSION, load_table
 from dedup.pipeline import (
     CONTAINED, EXACT, NEAR, SHINGLE_SEED, UNIT_HASH_SEED, Prepared, _fixed_permutations,
@@ -55,20 +57,28 @@ from dedup.pipeline import (
     unit_band_keys,
 )
 from dedup.results import DocumentMatch, ParagraphRepeat, UnitMatch, Verdict
-from dedup.units import split_units
 
-FORMAT_VERSION = 2  # 2: band keys in units.bands, buckets in memory
+# 2: band keys in units.bands, buckets in memory; 3: zstd, not zlib, and no index on
+# units (hash, kind): exact classes are looked up in memory, and the index's random pages were
+# a third of what an add wrote to the WAL
+FORMAT_VERSION = 3
 APPLICATION_ID = 0x64447570  # "dDup" in the SQLite header: tells our files from other databases
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DOCUMENT, PARAGRAPH = 0, 1
 # paragraph band keys are salted so that a paragraph never lands in a document's bucket
 PARAGRAPH_SALT = np.uint64(0x9E3779B97F4A7C15)
 _SALT = np.array(PARAGRAPH_SALT).view(np.int64)[()]  # the same bits, for int64 keys
+# str.isspace() of every code point up to U+3000, the last one it holds true of
+# (tests/test_index.py checks that for this Python): how the units' spans are stripped
+_IS_SPACE = np.array([chr(c).isspace() for c in range(0x3001)])
 # settings that decide what is stored: opening with other values would give wrong answers
 COMPATIBILITY = ("shingle", "ngram", "num_perm", "seed")
 PROBE_TEXT = "Engine fingerprint: the quick brown fox\nنص عربي قصير للتحقق ١٢٣\nÉtape trois"
 _RANK = {EXACT: 0, NEAR: 1, CONTAINED: 2}
-ZLIB_LEVEL = 1  # units are short: level 6 saved under 1% of their bytes, at twice the time
+# zstd, one context per thread: on this project's news-like units it measured about half of
+# zlib level 1's time to compress (7-8 vs 18 us a paragraph, 34 vs 72 us a document) and to
+# decompress, for about the same size (0.70 vs 0.66 of a paragraph, 0.50 vs 0.51 of a document)
+ZSTD_LEVEL = 3
 _MATCH_CHUNK = 4096
 _PROBE_CHUNK = 1 << 16  # units per bucket lookup in may_match()  # units per kernel call in match(): bounds the shingles held at once
 _SQL_CHUNK = 20_000  # values per json_each list
@@ -104,12 +114,13 @@ CREATE TABLE units (
     norm_length INTEGER NOT NULL,  -- normalized characters
     n_shingles INTEGER NOT NULL,
     refs INTEGER NOT NULL,         -- docs rows (kind 0) or paragraphs rows (kind 1) using it
-    norm BLOB NOT NULL,            -- zlib(UTF-8 of the normalized text): re-shingled to verify
+    norm BLOB NOT NULL,            -- zstd(UTF-8 of the normalized text): re-shingled to verify
     -- the band keys under which it is in a bucket (int64 little-endian): a key is missing
     -- only when its bucket was full. Buckets are kept in memory, loaded from these: 16 rows
     -- per unit inserted at random places of a B-tree cost most of an add.
-    bands BLOB NOT NULL,
-    UNIQUE (hash, kind)
+    bands BLOB NOT NULL
+    -- (hash, kind) is unique, kept so by the writer (under the write lock, from the in-memory
+    -- exact classes) and checked by integrity_check()
 );
 CREATE TABLE docs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order: the first copy is the earliest
@@ -140,8 +151,25 @@ def _text_hash(text: str) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+_CODECS = threading.local()
+
+
+def _compress(data: bytes) -> bytes:
+    codec = getattr(_CODECS, "compress", None)
+    if codec is None:
+        codec = _CODECS.compress = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress
+    return codec(data)
+
+
+def _decompress(blob: bytes) -> bytes:
+    codec = getattr(_CODECS, "decompress", None)
+    if codec is None:
+        codec = _CODECS.decompress = zstandard.ZstdDecompressor().decompress
+    return codec(blob)
+
+
 def _decode_norm(blob: bytes) -> np.ndarray:
-    text = zlib.decompress(blob).decode("utf-8")
+    text = _decompress(blob).decode("utf-8")
     return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int32)
 
 
@@ -219,26 +247,59 @@ class _Found:
 
 class _MultiMap:
     """uint64 key -> int64 values (unit ids), in memory: a sorted bulk searched through a
-    directory (kernels.band.sorted_lookup: a few cache misses a key at any size), and a dict
-    of recent additions, merged into the bulk when it grows (a linear merge of sorted arrays,
-    not a sort of everything). Keys come in and go out as signed int64 (SQLite's integers)."""
+    directory (kernels.band.sorted_lookup: a few cache misses a key at any size), and a hash
+    table of recent additions (kernels.band.table_insert), merged into the bulk when it grows
+    (a linear merge of sorted arrays, not a sort of everything). Keys are taken as signed or
+    unsigned 64-bit ints (SQLite's integers are signed), both meaning the same bits."""
 
-    _MERGE = 1 << 17
+    # entries of the table: the first one, doubled as needed up to the most (56 MB for band
+    # keys), then merged into the bulk (a copy of it: ~0.1 s at 100,000 documents, so once
+    # every ~7,000 adds)
+    _FIRST = 1 << 10
+    _MOST = 1 << 20
+    _DEAD = 1 << 17  # removed values kept (and filtered out of answers) before a clean-up
 
-    def __init__(self):
+    def __init__(self, code_bits: int = 0):
+        self.code_bits = code_bits  # a value is a unit id << code_bits | a code
         self.keys = np.zeros(0, dtype=np.uint64)   # sorted
         self.values = np.zeros(0, dtype=np.int64)
         self.directory, self.shift = key_directory(self.keys)
-        self.recent = {}   # signed key -> list of values
-        self.n_recent = 0
+        self._table(self._FIRST)
 
-    def add(self, keys, value):
-        for key in keys:
-            self.recent.setdefault(key, []).append(value)
-        self.n_recent += len(keys)
+    def _table(self, capacity: int, keys=None, values=None):
+        """A fresh table for `capacity` entries, holding (keys, values) if given."""
+        self.slot_key = np.zeros(2 * capacity, dtype=np.uint64)
+        self.slot_head = np.full(2 * capacity, -1, dtype=np.int64)
+        self.entry_key = np.zeros(capacity, dtype=np.uint64)
+        self.entry_value = np.zeros(capacity, dtype=np.int64)
+        self.entry_next = np.zeros(capacity, dtype=np.int64)
+        self.n_recent = 0
+        if keys is not None and keys.size:
+            self.n_recent = table_insert(self.slot_key, self.slot_head, self.entry_key,
+                                         self.entry_value, self.entry_next, 0, keys, values)
+
+    def add(self, keys: np.ndarray, values: np.ndarray):
+        """Add (key, value) pairs (64-bit int arrays of one size)."""
+        keys = np.ascontiguousarray(keys).view(np.uint64)
+        values = np.asarray(values, dtype=np.int64)
+        if self.n_recent + keys.size > self._MOST:
+            self.merge_recent()
+            if keys.size > self._MOST:
+                self.bulk(keys, values)
+                return
+        needed = self.n_recent + keys.size
+        if needed > self.entry_key.size:
+            capacity = self.entry_key.size
+            while capacity < needed:
+                capacity *= 2
+            n = self.n_recent
+            self._table(capacity, self.entry_key[:n].copy(), self.entry_value[:n].copy())
+        self.n_recent = table_insert(self.slot_key, self.slot_head, self.entry_key,
+                                     self.entry_value, self.entry_next, self.n_recent, keys,
+                                     values)
 
     def bulk(self, keys: np.ndarray, values: np.ndarray):
-        """Merge many (key, value) pairs (signed or unsigned 64-bit keys) into the bulk."""
+        """Merge many (key, value) pairs into the sorted bulk."""
         keys = np.ascontiguousarray(keys).view(np.uint64)
         order = np.argsort(keys, kind="stable")
         keys, values = keys[order], np.asarray(values, dtype=np.int64)[order]
@@ -248,44 +309,45 @@ class _MultiMap:
         self.directory, self.shift = key_directory(self.keys)
 
     def merge_recent(self):
-        """Merge the recent additions into the bulk when they are many."""
-        if self.n_recent > self._MERGE:
-            keys = np.fromiter((k for k, vs in self.recent.items() for _ in vs), dtype=np.int64,
-                               count=self.n_recent)
-            values = np.fromiter((v for vs in self.recent.values() for v in vs), dtype=np.int64,
-                                 count=self.n_recent)
-            self.recent, self.n_recent = {}, 0
+        """Merge the recent additions into the bulk."""
+        if self.n_recent:
+            n = self.n_recent
+            keys, values = self.entry_key[:n].copy(), self.entry_value[:n].copy()
+            self._table(self._FIRST)
             self.bulk(keys, values)
 
     def drop(self, dead: set):
         """Forget the values in dead."""
-        keep = ~np.isin(self.values, np.fromiter(dead, dtype=np.int64, count=len(dead)))
+        dead = np.fromiter(dead, dtype=np.int64, count=len(dead))
+        keep = ~np.isin(self.values >> self.code_bits, dead)
         self.keys, self.values = self.keys[keep], self.values[keep]
-        self.recent = {k: [v for v in vs if v not in dead] for k, vs in self.recent.items()}
-        self.n_recent = sum(len(vs) for vs in self.recent.values())
         self.directory, self.shift = key_directory(self.keys)
+        n = self.n_recent
+        keep = ~np.isin(self.entry_value[:n] >> self.code_bits, dead)
+        self._table(self.entry_key.size, self.entry_key[:n][keep], self.entry_value[:n][keep])
 
     def lookup(self, queries: np.ndarray, extra=None) -> tuple[np.ndarray, np.ndarray]:
-        """(query index, value) of every value under each query (int64 or uint64 keys);
-        extra: a dict signed key -> values also searched (a transaction's own additions)."""
-        queries = np.ascontiguousarray(queries)
-        query, position = sorted_lookup(self.keys, self.directory, self.shift,
-                                        queries.view(np.uint64))
+        """(query index, value) of every value under each query (64-bit int array); extra: a
+        dict signed key -> values also searched (a transaction's own additions)."""
+        queries = np.ascontiguousarray(queries).view(np.uint64)
+        query, position = sorted_lookup(self.keys, self.directory, self.shift, queries)
         values = self.values[position]
-        dicts = [d for d in (self.recent, extra) if d]
-        if not dicts:
-            return query, values
-        more_query, more_values = [], []
-        for k, key in enumerate(queries.view(np.int64).tolist()):
-            for found in dicts:
-                members = found.get(key)
+        parts = [(query, values)]
+        if self.n_recent:
+            parts.append(table_lookup(self.slot_key, self.slot_head, self.entry_value,
+                                      self.entry_next, queries))
+        if extra:
+            more_query, more_values = [], []
+            for k, key in enumerate(queries.view(np.int64).tolist()):
+                members = extra.get(key)
                 if members:
                     more_query += [k] * len(members)
                     more_values += members
-        if not more_query:
+            parts.append((np.asarray(more_query, dtype=np.int64),
+                          np.asarray(more_values, dtype=np.int64)))
+        if len(parts) == 1:
             return query, values
-        return (np.concatenate((query, np.asarray(more_query, dtype=np.int64))),
-                np.concatenate((values, np.asarray(more_values, dtype=np.int64))))
+        return (np.concatenate([q for q, _ in parts]), np.concatenate([v for _, v in parts]))
 
 
 class _Buckets:
@@ -303,7 +365,7 @@ class _Buckets:
     def __init__(self):
         self.lock = threading.Lock()
         self.bands = _MultiMap()
-        self.exact = (_MultiMap(), _MultiMap())  # by kind: DOCUMENT, PARAGRAPH
+        self.exact = _MultiMap(code_bits=1)  # normalized hash -> unit id << 1 | kind
         self.dead = set()  # removed unit ids still in the maps
         self.last_unit = 0
         self.last_drop = 0
@@ -328,25 +390,23 @@ class _Buckets:
         units = [u for u in units if u[0] > self.last_unit]
         if not units:
             return
-        if len(units) > 4096:  # many: merge sorted arrays rather than key by key
+        if len(units) > 4096:  # many: merge sorted arrays rather than fill the table
             ids = np.asarray([u[0] for u in units], dtype=np.int64)
             keys = [np.asarray(u[3], dtype=np.int64) for u in units]  # lists from _store
             self.bands.bulk(np.concatenate(keys), np.repeat(ids, [k.size for k in keys]))
-            kinds = np.asarray([u[1] for u in units])
-            hashes = np.asarray([u[2] for u in units], dtype=np.int64)
-            for kind in (DOCUMENT, PARAGRAPH):
-                self.exact[kind].bulk(hashes[kinds == kind], ids[kinds == kind])
+            kinds = np.asarray([u[1] for u in units], dtype=np.int64)
+            self.exact.bulk(np.asarray([u[2] for u in units], dtype=np.int64), ids << 1 | kinds)
         else:
-            for unit_id, kind, unit_hash, keys in units:
-                self.bands.add(keys.tolist() if isinstance(keys, np.ndarray) else keys, unit_id)
-                self.exact[kind].add((unit_hash,), unit_id)
+            keys = [np.asarray(u[3], dtype=np.int64) for u in units]  # lists from _store
+            ids = np.asarray([u[0] for u in units], dtype=np.int64)
+            self.bands.add(np.concatenate(keys), np.repeat(ids, [k.size for k in keys]))
+            self.exact.add(np.asarray([u[2] for u in units], dtype=np.int64),
+                           ids << 1 | np.asarray([u[1] for u in units], dtype=np.int64))
         self.last_unit = max(self.last_unit, max(u[0] for u in units))
 
     def _maybe_merge(self):
-        for found in (self.bands, *self.exact):
-            found.merge_recent()
-        if len(self.dead) > _MultiMap._MERGE:
-            for found in (self.bands, *self.exact):
+        if len(self.dead) > _MultiMap._DEAD:
+            for found in (self.bands, self.exact):
                 found.drop(self.dead)
             self.dead = set()
 
@@ -373,16 +433,18 @@ class _Buckets:
             query, units = query[alive], units[alive]
         return query, units
 
-    def find_exact(self, hashes: np.ndarray, kind: int, overlay) -> tuple[np.ndarray, np.ndarray]:
-        """(position in hashes, unit id) of the live stored units of this kind with the same
-        normalized hash (at most one each)."""
+    def find_exact(self, hashes: np.ndarray, kinds: np.ndarray,
+                   overlay) -> tuple[np.ndarray, np.ndarray]:
+        """(position in hashes, unit id) of the live stored units with the same normalized
+        hash and kind (int64 arrays of one size): at most one each."""
         with self.lock:
-            query, units = self.exact[kind].lookup(
-                np.ascontiguousarray(hashes, dtype=np.int64),
-                overlay.by_hash[kind] if overlay else None)
+            query, coded = self.exact.lookup(np.ascontiguousarray(hashes, dtype=np.int64),
+                                             overlay.by_hash if overlay else None)
             dead = self.dead
         if overlay is not None and overlay.dead:
             dead = dead | overlay.dead
+        is_kind = (coded & 1) == kinds[query]
+        query, units = query[is_kind], coded[is_kind] >> 1
         if dead and units.size:
             alive = np.fromiter((u not in dead for u in units.tolist()), dtype=bool,
                                 count=units.size)
@@ -398,26 +460,46 @@ class _Buckets:
 
 
 class _Overlay:
-    """A write transaction's changes to the buckets, merged into them once it commits."""
+    """A write transaction's changes to the buckets, merged into them once it commits. Its
+    additions are looked up only by a later text of the same add_many (or bulk), so the
+    dicts by key are brought up to date when asked for, not on every add."""
 
     def __init__(self):
         self.added = {}    # unit id -> (kind, hash, placed band keys)
         self.dead = set()
-        self.by_key = {}   # band key -> unit ids
-        self.by_hash = ({}, {})  # by kind: hash -> [unit id]
+        self._by_key = {}  # band key -> unit ids
+        self._by_hash = {}  # hash -> [unit id << 1 | kind]
+        self._keys_indexed = 0    # entries of added already in _by_key
+        self._hashes_indexed = 0  # and in _by_hash
 
     def add(self, unit_id, kind, unit_hash, placed):
         self.added[unit_id] = (kind, unit_hash, placed)
-        for band_key in placed:
-            self.by_key.setdefault(band_key, []).append(unit_id)
-        self.by_hash[kind].setdefault(unit_hash, []).append(unit_id)
+
+    def _index_keys(self):
+        if self._keys_indexed < len(self.added):
+            for unit_id, (_, _, placed) in list(self.added.items())[self._keys_indexed:]:
+                for band_key in (placed.tolist() if isinstance(placed, np.ndarray) else placed):
+                    self._by_key.setdefault(band_key, []).append(unit_id)
+            self._keys_indexed = len(self.added)
+
+    @property
+    def by_key(self) -> dict:
+        self._index_keys()
+        return self._by_key
+
+    @property
+    def by_hash(self) -> dict:
+        if self._hashes_indexed < len(self.added):
+            for unit_id, (kind, unit_hash, _) in list(self.added.items())[
+                    self._hashes_indexed:]:
+                self._by_hash.setdefault(unit_hash, []).append(unit_id << 1 | kind)
+            self._hashes_indexed = len(self.added)
+        return self._by_hash
 
     def copy(self) -> "_Overlay":
         other = _Overlay()
         other.added = dict(self.added)
         other.dead = set(self.dead)
-        other.by_key = {k: list(v) for k, v in self.by_key.items()}
-        other.by_hash = tuple({k: list(v) for k, v in d.items()} for d in self.by_hash)
         return other
 
 
@@ -665,6 +747,7 @@ class Index:
                 self._sync(conn)
                 if write:
                     self._local.overlay = _Overlay()
+                    self._local.next_ids = None
                 yield conn
             except BaseException:
                 if conn.in_transaction:
@@ -673,6 +756,9 @@ class Index:
             conn.execute("COMMIT")
             if write:
                 self._buckets.commit(self._local.overlay)
+                if self._local.next_ids is not None:  # our own commit leaves data_version
+                    self._local.committed_ids = (self._local.data_version,
+                                                 self._local.next_ids)
         except sqlite3.Error as err:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -711,42 +797,28 @@ class Index:
     # ---- analysis (no database) ----------------------------------------------------------
 
     def _analyse(self, texts: list[str]) -> list[_Analysis]:
-        """Normalize, hash, shingle and band every text and its paragraphs in one kernel call
-        on the calling thread (kernels.sketch.sketch_units)."""
-        spans = []
-        offset = 0
-        starts, ends, firsts = [], [], [0]
-        for text in texts:
-            paras = split_units(text, "paragraph")
-            # the document unit, as split_units(text, "document") gives it: white space stripped
-            doc_end = len(text.rstrip())
-            doc_start = min(len(text) - len(text.lstrip()), doc_end)
-            unit_starts = np.concatenate(([doc_start], paras.starts)).astype(np.int64)
-            unit_ends = np.concatenate(([doc_end], paras.ends)).astype(np.int64)
-            lines = np.concatenate(([1], paras.lines)).astype(np.int64)
-            spans.append((unit_starts, unit_ends, lines))
-            starts.append(unit_starts + offset)
-            ends.append(unit_ends + offset)
-            firsts.append(firsts[-1] + unit_starts.size)
-            offset += len(text)
+        """Split, normalize, hash, shingle and band every text and its paragraphs in two
+        kernel calls on the calling thread (kernels.sketch)."""
         cps = codepoints(texts[0] if len(texts) == 1 else "".join(texts))
+        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum([len(text) for text in texts], out=offsets[1:])
+        starts, ends, lines, firsts = document_units(cps, offsets, _IS_SPACE)
         norm, norm_offsets, hashes, raw, raw_offsets, keys = sketch_units(
-            cps, np.concatenate(starts), np.concatenate(ends), np.asarray(firsts, dtype=np.int64),
-            *self._sketch_args)
+            cps, starts, ends, firsts, *self._sketch_args)
         keys = keys.view(np.int64)
         if len(texts) == 1:
             keys[1:] ^= _SALT
-            return [_Analysis(texts[0], *spans[0], norm, norm_offsets, hashes, raw, raw_offsets,
-                              keys)]
+            return [_Analysis(texts[0], starts, ends, lines, norm, norm_offsets, hashes, raw,
+                              raw_offsets, keys)]
         result = []
-        for text, (unit_starts, unit_ends, lines), lo, hi in zip(texts, spans, firsts,
-                                                                 firsts[1:]):
+        for text, lo, hi, base in zip(texts, firsts.tolist(), firsts[1:].tolist(),
+                                      offsets.tolist()):
             no, ro = norm_offsets[lo:hi + 1], raw_offsets[lo:hi + 1]
             part_keys = keys[lo:hi].copy()
             part_keys[1:] ^= _SALT
-            result.append(_Analysis(text, unit_starts, unit_ends, lines, norm[no[0]:no[-1]],
-                                    no - no[0], hashes[lo:hi], raw[ro[0]:ro[-1]], ro - ro[0],
-                                    part_keys))
+            result.append(_Analysis(text, starts[lo:hi] - base, ends[lo:hi] - base,
+                                    lines[lo:hi], norm[no[0]:no[-1]], no - no[0], hashes[lo:hi],
+                                    raw[ro[0]:ro[-1]], ro - ro[0], part_keys))
         return result
 
     @functools.cached_property
@@ -770,7 +842,7 @@ class Index:
         for unit_id, unit_hash, blob in rows:
             cached = self._cache.get((unit_id, unit_hash))
             if cached is None:
-                missing.append((unit_id, unit_hash, zlib.decompress(blob)))
+                missing.append((unit_id, unit_hash, _decompress(blob)))
             else:
                 found[unit_id] = cached
         if missing:
@@ -824,16 +896,10 @@ class Index:
         none = np.zeros(0, dtype=np.int64)
         if not active:
             return exact, bucket_sizes, none, none
-        hashes = analysis.hashes.view(np.int64)
-        if active[0] == 0:
-            query, unit_ids = self._buckets.find_exact(hashes[:1], DOCUMENT, overlay)
-            if query.size:
-                exact[0] = int(unit_ids[0])
-        paragraphs = active[1:] if active[0] == 0 else active
-        if paragraphs:
-            query, unit_ids = self._buckets.find_exact(hashes[paragraphs], PARAGRAPH, overlay)
-            for q, unit_id in zip(query.tolist(), unit_ids.tolist()):
-                exact[paragraphs[q]] = unit_id
+        units = np.asarray(active, dtype=np.int64)
+        query, unit_ids = self._buckets.find_exact(analysis.hashes.view(np.int64)[units],
+                                                   (units > 0).astype(np.int64), overlay)
+        exact = dict(zip(units[query].tolist(), unit_ids.tolist()))
         # a paragraph with an exact stored copy has its best match already, and it will not
         # be stored anew (no bucket to join): only the others need their bands
         searched = np.asarray([u for u in active if u == 0 or u not in exact], dtype=np.int64)
@@ -964,14 +1030,12 @@ class Index:
         # most texts repeat nothing: when no two paragraphs are equal and no pair verifies,
         # find_groups (whose groups come only from equal units and verified pairs) finds none;
         # every pair's overlap is counted in one pass over the paragraphs' shingles
-        if np.unique(analysis.hashes[1:][active]).size == n_active and \
-                n_active * (n_active - 1) // 2 <= self.config.exhaustive_pairs:
+        config = self.config
+        if n_active * (n_active - 1) // 2 <= config.exhaustive_pairs:
             sizes, shared = analysis.paragraph_overlaps()
-            left, right = self._pairs(n_active)
-            left, right = active[left], active[right]
-            jaccard, containment = similarities(shared[left, right], sizes[left], sizes[right])
-            shorter = np.minimum(lengths[left], lengths[right])
-            if not is_edge(jaccard, containment, shorter, self.config).any():
+            if not has_repeat_pair(sizes, shared, lengths, config.threshold,
+                                   config.containment_threshold, config.min_contained_length) \
+                    and np.unique(analysis.hashes[1:][active]).size == n_active:
                 return {}
         with _kernels():
             groups = find_groups(_sorted_sets(analysis, 1, len(analysis)), self.config)
@@ -981,19 +1045,6 @@ class Index:
             for assignment in group[1:]:
                 within[assignment.unit + 1] = (rep, assignment.kind, float(assignment.similarity))
         return within
-
-    _PAIRS = {}
-
-    @classmethod
-    def _pairs(cls, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """All pairs (left < right) of n items, cached: np.triu_indices costs 0.1 ms a call."""
-        pairs = cls._PAIRS.get(n)
-        if pairs is None:
-            left, right = np.triu_indices(n, 1)
-            pairs = (left.astype(np.int64), right.astype(np.int64))
-            if n <= 512:
-                cls._PAIRS[n] = pairs
-        return pairs
 
     # ---- public operations ---------------------------------------------------------------
 
@@ -1084,6 +1135,9 @@ class Index:
         overlay = self._local.overlay
         sizes = analysis.sizes().tolist()
         lengths = analysis.norm_lengths.tolist()
+        # no bucket can fill up while this text's units join: each takes all its keys
+        is_roomy = max(bucket_sizes.values(), default=0) + len(active) <= max_bucket
+        n_bands = analysis.keys.shape[1]
         for unit in active:
             hash_kind = (hashes[unit], DOCUMENT if unit == 0 else PARAGRAPH)
             if hash_kind in ids:
@@ -1093,22 +1147,26 @@ class Index:
                 more_refs.append((uses[hash_kind], unit_id))
                 ids[hash_kind] = unit_id
                 continue
-            placed = []
-            for band_key in dict.fromkeys(keys[unit]):
-                size = bucket_sizes.get(band_key, 0)
-                if size < max_bucket:
-                    placed.append(band_key)
-                    bucket_sizes[band_key] = size + 1
+            if is_roomy:
+                placed = list(dict.fromkeys(keys[unit]))
+            else:
+                placed = []
+                for band_key in dict.fromkeys(keys[unit]):
+                    size = bucket_sizes.get(band_key, 0)
+                    if size < max_bucket:
+                        placed.append(band_key)
+                        bucket_sizes[band_key] = size + 1
             if norm is None:  # the whole text's normalized units decoded once
                 norm = analysis.norm.astype("<u4").tobytes().decode("utf-32-le")
                 norm_offsets = analysis.norm_offsets.tolist()
-            blob = zlib.compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]]
-                                 .encode("utf-8"), ZLIB_LEVEL)
+            blob = _compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]].encode("utf-8"))
             unit_id = next_unit
             next_unit += 1
             new_rows.append(
                 (unit_id, hash_kind[1], hash_kind[0], lengths[unit], sizes[unit],
-                 uses[hash_kind], blob, np.asarray(placed, dtype="<i8").tobytes()))
+                 uses[hash_kind], blob,
+                 (analysis.keys[unit] if len(placed) == n_bands else
+                  np.asarray(placed, dtype=np.int64)).astype("<i8").tobytes()))
             ids[hash_kind] = unit_id
             overlay.add(unit_id, hash_kind[1], hash_kind[0], placed)
         if new_rows:
@@ -1118,6 +1176,7 @@ class Index:
         if more_refs:
             conn.executemany("UPDATE units SET refs = refs + ? WHERE id = ?", more_refs)
         doc_id = next_doc
+        self._local.next_ids = (next_unit, next_doc + 1)
         conn.execute(
             "INSERT INTO docs (id, key, text_hash, unit, n_chars, n_paragraphs) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -1199,15 +1258,9 @@ class Index:
         active = np.flatnonzero(prepared.norm_lengths > 0)
         hashes = prepared.hashes.view(np.int64)
         with self._transaction(write=False) as conn:
-            by_hash = {}
-            unique = sorted(set(hashes[active].tolist()))
-            for lo in range(0, len(unique), _SQL_CHUNK):
-                by_hash.update((h, i) for i, h in conn.execute(
-                    "SELECT id, hash FROM units WHERE kind = ? AND hash IN "
-                    "(SELECT value FROM json_each(?))",
-                    (kind_code, json.dumps(unique[lo:lo + _SQL_CHUNK]))))
-            exact = {u: by_hash[h] for u, h in zip(active.tolist(), hashes[active].tolist())
-                     if h in by_hash}
+            query, unit_ids = self._buckets.find_exact(
+                hashes[active], np.full(active.size, kind_code, dtype=np.int64), None)
+            exact = dict(zip(active[query].tolist(), unit_ids.tolist()))
             best = {u: (EXACT, 1.0, unit_id) for u, unit_id in exact.items()}
             searched = np.asarray([u for u in active.tolist() if u not in exact],
                                   dtype=np.int64)
@@ -1324,13 +1377,14 @@ class Index:
                 (json.dumps(keys[lo:lo + _SQL_CHUNK]),)))
         hash_lists = [a.hashes.view(np.int64).tolist() for a in analyses]
         actives = [a.active() for a in analyses]
-        wanted = sorted({h[u] for h, act in zip(hash_lists, actives) for u in act})
         ids = {}  # (hash, kind) -> unit id, stored or new
-        for lo in range(0, len(wanted), _SQL_CHUNK):
-            for unit_id, unit_hash, kind in conn.execute(
-                    "SELECT id, hash, kind FROM units WHERE hash IN "
-                    "(SELECT value FROM json_each(?))", (json.dumps(wanted[lo:lo + _SQL_CHUNK]),)):
-                ids[(unit_hash, kind)] = unit_id
+        overlay = self._local.overlay
+        wanted = sorted({(h[u], DOCUMENT if u == 0 else PARAGRAPH)
+                         for h, act in zip(hash_lists, actives) for u in act})
+        query, unit_ids = self._buckets.find_exact(
+            np.asarray([w[0] for w in wanted], dtype=np.int64),
+            np.asarray([w[1] for w in wanted], dtype=np.int64), overlay)
+        ids.update((wanted[q], unit_id) for q, unit_id in zip(query.tolist(), unit_ids.tolist()))
         existing = set(ids.values())
         next_unit, next_doc = self._next_ids(conn)
         # first the rows: which units are new (and their ids), reference counts, documents
@@ -1360,8 +1414,9 @@ class Index:
                     next_unit += 1
                     new_units[unit_id] = [
                         hash_kind[1], hash_kind[0], norm_offsets[unit + 1] - norm_offsets[unit],
-                        int(sizes[unit]), 0, zlib.compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]]
-                                         .encode("utf-8"), ZLIB_LEVEL), None]
+                        int(sizes[unit]), 0,
+                        _compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]].encode("utf-8")),
+                        None]
                     new_where.append((index, unit))
                     ids[hash_kind] = unit_id
                 if unit_id in existing:
@@ -1376,13 +1431,13 @@ class Index:
                                    analysis.lines.tolist())
             paragraphs += [(doc_id, unit - 1, doc_ids[unit], starts[unit], ends[unit],
                             lines[unit]) for unit in active if unit > 0]
+        self._local.next_ids = (next_unit, next_doc)
         # then the buckets of the new units, in id order as add() would place them
-        overlay = self._local.overlay
         for unit_id, placed in zip(new_units, self._place(
                 [analyses[index].keys[unit] for index, unit in new_where])):
             row = new_units[unit_id]
             row[6] = placed.astype("<i8").tobytes()
-            overlay.added[unit_id] = (row[0], row[1], placed)  # the bulk's keys: not by_key
+            overlay.add(unit_id, row[0], row[1], placed)
         conn.executemany(
             "INSERT INTO units (id, kind, hash, norm_length, n_shingles, refs, norm, bands) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(i, *row) for i, row in new_units.items()])
@@ -1429,10 +1484,16 @@ class Index:
         self._local.bulk_placed = np.sort(np.concatenate([pending] + placed))
         return placed
 
-    @staticmethod
-    def _next_ids(conn) -> tuple[int, int]:
-        """The ids AUTOINCREMENT would give the next units row and docs row, in one statement
-        (inside a write transaction, where no one else inserts)."""
+    def _next_ids(self, conn) -> tuple[int, int]:
+        """The ids AUTOINCREMENT would give the next units row and docs row (inside a write
+        transaction, where no one else inserts): those this connection left after its last
+        write if no other connection has committed since (data_version), else read."""
+        local = self._local
+        if local.next_ids is not None:
+            return local.next_ids  # given out earlier in this transaction
+        known = getattr(local, "committed_ids", None)
+        if known is not None and known[0] == local.data_version:
+            return known[1]
         row = conn.execute(
             "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'units'), 0), "
             "coalesce((SELECT max(id) FROM units), 0), "
@@ -1527,6 +1588,8 @@ class Index:
                     "NOT EXISTS (SELECT 1 FROM units u WHERE u.id = p.unit AND u.kind = 1)",
                 "unit with a malformed band list": "SELECT id FROM units WHERE "
                     "length(bands) % 8 != 0",
+                "units with the same normalized text": "SELECT min(id) FROM units "
+                    "GROUP BY hash, kind HAVING count(*) > 1",
                 "document unit with a wrong reference count": "SELECT u.id FROM units u WHERE "
                     "u.kind = 0 AND u.refs != (SELECT count(*) FROM docs d WHERE d.unit = u.id)",
                 "paragraph unit with a wrong reference count": "SELECT u.id FROM units u WHERE "

@@ -716,3 +716,10 @@ def test_docstring_examples():
 
     result = doctest.testmod(dedup.index, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_no_white_space_past_the_split_table():
+    from dedup.index import _IS_SPACE
+
+    assert not any(chr(c).isspace() for c in range(_IS_SPACE.size, sys.maxunicode + 1))
+    assert _IS_SPACE.tolist() == [chr(c).isspace() for c in range(_IS_SPACE.size)]
