@@ -87,10 +87,10 @@ print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
 """
 
 
-def run_tree(args) -> tuple[float, int, int]:
+def run_tree(args, env=None) -> tuple[float, int, int]:
     """(wall seconds, peak PSS of the process tree, peak RSS of the dedup process) of
     `python -m dedup ARGS`."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     start = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-c", MEASURE, sys.executable, "-m", "dedup",
                               *map(str, args)], env=env, stdout=subprocess.PIPE,
@@ -115,6 +115,12 @@ def run_tree(args) -> tuple[float, int, int]:
     return wall, peak[0], int(rss_kb) * 1024
 
 
+# the Ray engine's first stage on Ray Data (the default) and on plain Ray tasks
+CONTENDERS = {"local": ("local", None), "ray": ("ray", {"DEDUP_RAY_SKETCH_ON": "data"}),
+              "ray-sketch-on-tasks": ("ray", {"DEDUP_RAY_SKETCH_ON": "tasks"})}
+ROUNDS = int(os.environ.get("DEDUP_BENCH_ROUNDS", "1"))
+
+
 @pytest.mark.parametrize("level", ["document", "paragraph"])
 def test_engines(benchmark, corpus, tmp_path, level):
     benchmark.group = f"dedup run, local and ray engines: generated JSONL, {corpus_mb():g} MB"
@@ -123,20 +129,23 @@ def test_engines(benchmark, corpus, tmp_path, level):
     outputs = {}
 
     def once():
-        for engine in ("local", "ray"):
-            out = tmp_path / engine
+        for contender, (engine, env) in CONTENDERS.items():
+            out = tmp_path / contender
             shutil.rmtree(out, ignore_errors=True)
             wall, pss, rss = run_tree(["run", corpus, "-o", out, "--quiet", "--level", level,
-                                       "--engine", engine])
+                                       "--engine", engine], env)
             summary = json.loads((out / "summary.json").read_text())
-            info[engine] = {"wall_s": round(wall, 2), "mb_per_s": round(size / 1e6 / wall, 2),
-                            "peak_pss_mb": round(pss / 1e6), "child_rss_mb": round(rss / 1e6),
-                            "timings": summary["timings"]}
-            outputs[engine] = {p.name: p.read_bytes() for p in sorted(out.iterdir())
-                               if p.name != "summary.json"}
+            info.setdefault(contender, []).append({
+                "wall_s": round(wall, 2), "mb_per_s": round(size / 1e6 / wall, 2),
+                "peak_pss_mb": round(pss / 1e6), "child_rss_mb": round(rss / 1e6),
+                "load": os.getloadavg()[0], "timings": summary["timings"],
+                "engine": summary.get("engine")})
+            outputs[contender] = {p.name: p.read_bytes() for p in sorted(out.iterdir())
+                                  if p.name != "summary.json"}
 
-    benchmark.pedantic(once, rounds=1, iterations=1)
+    benchmark.pedantic(once, rounds=ROUNDS, iterations=1)
     info["load_after"] = os.getloadavg()[0]
     benchmark.extra_info.update(info)
     print(f"\n{level}: {json.dumps(info)}")
     assert outputs["ray"] == outputs["local"]
+    assert outputs["ray-sketch-on-tasks"] == outputs["local"]

@@ -8,11 +8,13 @@ within a piece: a piece's numbers are offset by the units of the pieces before i
 (pairs travel as two int64 columns), so every decision is the local engine's decision, and the
 outputs are the same bytes.
 
-1. sketch, one task per piece: dedup.io.Reader (same errors, same rejects) and
-   dedup.corpus.sketch (the same numba kernels; the numba cache is loaded once per worker).
-   The task keeps the units of its piece in the object store and sends two exchanges:
-   (xxh64, unit) hash-partitioned, and (band, key, xxh64, unit) partitioned by band key,
-   for active units only: 26 bytes per unit and band shuffled.
+1. sketch, on Ray Data: a Dataset of piece numbers (one per block) mapped by map_batches
+   (sketch_batch) with dedup.io.Reader (same errors, same rejects) and dedup.corpus.sketch
+   (the same numba kernels; the numba cache is loaded once per worker); each output block is
+   split by a task (unbundle) into the piece's Sketch, kept in the object store for later
+   stages, and two exchanges: (xxh64, unit) hash-partitioned, and (band, key, xxh64, unit)
+   partitioned by band key, for active units only: 26 bytes per unit and band shuffled.
+   DEDUP_RAY_SKETCH_ON=tasks runs the same function as one Ray task per piece instead.
 2. exact classes, one task per hash partition: the first unit of each xxh64 is the head; the
    (copy, head) links of classes with copies go to the component partitions (stage 5).
 3. candidates, one task per key partition: a bucket is a (band, key) run; its heads are the
@@ -34,8 +36,8 @@ outputs are the same bytes.
    b. each component goes whole, with its edges, copies, unit statistics and the candidate
       pairs already verified, to the group partition of its label, where dedup.corpus.decide
       runs on it (renumbered densely in unit order, so every decision is the local one); the
-      extra verification rounds build_groups asks for run as nested tasks (the pieces holding
-      the units send their text to one verification task);
+      extra verification rounds build_groups asks for run in the group task (it reads the
+      records holding the units from their pieces);
    c. groups are numbered as the local engine numbers them, by their smallest unit: a task
       per block of pieces ranks the groups whose smallest unit it holds, the driver adds up
       the counts per block, and a task per block of pieces looks up the representatives'
@@ -48,11 +50,18 @@ outputs are the same bytes.
    each piece's rows in the row groups of the local report (65,536 rows each), and published
    with dedup.corpus._publish: summary.json last.
 
-Why Ray tasks and not Ray Data's Dataset operators: every stage must reproduce the local
-engine byte for byte. Ray Data's JSON readers give other errors than ours (no file and line
-for a bad record, no rejects), its groupby calls Python once per group (a million buckets per
-band), and the write stage must use our writers. Plain tasks exchanging numpy arrays through
-the object store do each stage as one sort per partition.
+Ray Data and Ray tasks: every stage must reproduce the local engine byte for byte. Stage 1 is
+a Ray Data map over piece descriptors, so reading stays ours (Ray Data's JSON readers have no
+file and line for a bad record and no rejects); a bad record is returned as a value and the
+driver raises the first in corpus order. On the 2-core development machine it costs 4-11 s
+more than one Ray task per piece (Ray Data's executor and imports) and 0.4-0.8 GB more memory
+in the process tree (README, "Scaling out"). The exchanges stay Ray tasks exchanging numpy
+arrays through the object store, one sort per partition: Ray Data's hash shuffle
+(Dataset.repartition(keys=...), shuffle strategies hash_shuffle and shuffle_v2 of Ray 2.60)
+took 15.8-16.5 s to move the 7.8 M band-key rows of the 200 MB corpus at paragraph level
+between 4 partitions on 2 CPUs, where the task exchange and the bucket stage take under 1 s,
+and its groupby calls Python once per group (a million buckets per band). The write stage
+must use our writers.
 
 Cluster use: every node must read the inputs and write into the output folder at the same
 paths (a shared file system), as with any Ray job over files. Tasks are retried by Ray when a
@@ -79,6 +88,8 @@ PARTITIONS_PER_CPU = 2
 MAX_PARTITIONS = 256
 MIN_PIECE_BYTES = 8 << 20
 MAX_PIECE_BYTES = 128 << 20
+# stage 1 on Ray Data ("data") or on plain Ray tasks ("tasks"), for the benchmark's comparison
+SKETCH_ON = os.environ.get("DEDUP_RAY_SKETCH_ON", "data")
 CONNECT_WAIT_S = 15  # how long --ray-address may take to answer before the run gives up
 INSTALL_HINT = "--engine ray needs Ray: pip install 'dedup[ray]' (or pip install 'ray')"
 
@@ -154,7 +165,7 @@ _REMOTE = {}
 
 def _remote(name):
     """The Ray remote function of one of this module's stage functions (made once per
-    process: the driver and the tasks that start nested tasks)."""
+    process)."""
     if name not in _REMOTE:
         import ray
 
@@ -235,6 +246,39 @@ def sketch_piece(shard, span, config, text_field, id_field, is_skip, batch_chars
         "band_bytes": sum(c.nbytes for part in band_parts for c in part),
     }
     return (meta, sk, *hash_parts, *band_parts)
+
+
+def sketch_batch(batch, pieces, config, text_field, id_field, is_skip, batch_chars, n_parts,
+                 kill):
+    """Ray Data map_batches over piece descriptors (a batch holds piece numbers): sketch_piece
+    on each; one row per piece with its number and its values as one object. A DedupError
+    (a bad record) is returned, not raised, so that the driver reports the first one in corpus
+    order, as the local engine does, whatever task fails first."""
+    numbers = batch["piece"].tolist()
+    results = np.empty(len(numbers), dtype=object)
+    for row, k in enumerate(numbers):
+        shard, span = pieces[k]
+        try:
+            results[row] = sketch_piece(shard, span, config, text_field, id_field, is_skip,
+                                        batch_chars, n_parts, kill)
+        except DedupError as err:
+            results[row] = err
+    return {"piece": np.asarray(numbers, dtype=np.int64), "result": results}
+
+
+def unbundle(n_values, block):
+    """The values of the one piece in a block of sketch_batch's output, as separate objects
+    (each later task fetches only what it needs): (piece number, meta or the DedupError,
+    then the Sketch and exchanges of sketch_piece, None after an error)."""
+    from ray.data.block import BlockAccessor
+
+    columns = BlockAccessor.for_block(block).to_numpy()
+    if columns["piece"].size != 1:
+        raise RuntimeError(f"a block of the sketch stage holds {columns['piece'].size} pieces")
+    result = columns["result"][0]
+    if isinstance(result, DedupError):
+        return (int(columns["piece"][0]), result, *([None] * (n_values - 1)))
+    return (int(columns["piece"][0]), *result)
 
 
 def _pair_partition_of(left: np.ndarray, right: np.ndarray, n: int) -> np.ndarray:
@@ -510,8 +554,11 @@ class _Context:
 
 
 def _verify_pairs(ctx: _Context, left, right):
-    """Exact verification of pairs of units (global, left < right) from inside a task: the
-    pieces holding them send their text to one verification task. Returns Edges."""
+    """Exact verification of pairs of units (global, left < right) inside a group task: the
+    task reads the records holding them from their pieces (texts_piece) and verifies them
+    itself (verify_partition). Grouping asks for few pairs (88 on the 200 MB corpus); nested
+    tasks would block this one and make Ray start workers, each loading the numba cache.
+    Returns Edges."""
     import ray
 
     from dedup.pipeline import Edges
@@ -520,21 +567,21 @@ def _verify_pairs(ctx: _Context, left, right):
     piece_of = np.searchsorted(ctx.unit_offsets, needed, side="right") - 1
     texts = []
     for k in np.unique(piece_of).tolist():
-        texts.append(_remote("texts_piece").remote(
-            ctx.shards[k], ctx.spans[k], ctx.units[k], int(ctx.unit_offsets[k]), ctx.config,
-            ctx.text_field, ctx.id_field, ctx.rejected_lines[k], ctx.is_skip, ctx.batch_chars,
-            ctx.kill, needed[piece_of == k]))
-    columns = ray.get(_remote("verify_partition").remote((left, right), ctx.config, 0, *texts))
-    return Edges(*columns)
+        texts.append(texts_piece(
+            ctx.shards[k], ctx.spans[k], ray.get(ctx.units[k]), int(ctx.unit_offsets[k]),
+            ctx.config, ctx.text_field, ctx.id_field, ctx.rejected_lines[k], ctx.is_skip,
+            ctx.batch_chars, ctx.kill, needed[piece_of == k]))
+    return Edges(*verify_partition((left, right), ctx.config, 0, *texts))
 
 
 def group_partition(ctx: _Context, n_blocks, block_bounds, *parts):
     """dedup.corpus.decide over the whole components of one group partition (parts: what
     cc_finish sent it), renumbered densely in unit order so that every decision is the local
-    engine's; the extra verification rounds build_groups asks for run as nested tasks.
-    Returns ((repeated units, passes, pairs verified again), then per block of pieces the rows
-    of the repeated units whose group's smallest unit is in that block: unit, kind,
-    similarity, representative, group's smallest unit, size and lowest similarity)."""
+    engine's; the extra verification rounds build_groups asks for run in this task
+    (_verify_pairs). Returns ((repeated units, passes, pairs verified again, bytes received),
+    then per block of pieces the rows of the repeated units whose group's smallest unit is in
+    that block: unit, kind, similarity, representative, group's smallest unit, size and
+    lowest similarity)."""
     from dedup import corpus
     from dedup.kernels.band import pack_pairs
     from dedup.pipeline import Edges
@@ -545,7 +592,7 @@ def group_partition(ctx: _Context, n_blocks, block_bounds, *parts):
     if involved.size == 0:
         empty = tuple(np.zeros(0, dtype=t) for t in
                       (np.int64, np.int8, np.float64, np.int64, np.int64, np.int64, np.float64))
-        return ((0, 0, 0), *(empty for _ in range(n_blocks)))
+        return ((0, 0, 0, 0), *(empty for _ in range(n_blocks)))
     edges = _concat(parts, "edges", 4)
     order = np.lexsort((edges[1], edges[0]))
     edges = _take(edges, order)
@@ -595,7 +642,8 @@ def group_partition(ctx: _Context, n_blocks, block_bounds, *parts):
             involved[decisions.rep[repeated]], smallest[group], decisions.group_size[group],
             decisions.group_min_similarity[group])
     block = np.searchsorted(block_bounds, rows[4], side="right") - 1
-    info = (int(repeated.size), extra["passes"], extra["pairs"])
+    received = sum(c.nbytes for p in parts for columns in p.values() for c in columns)
+    info = (int(repeated.size), extra["passes"], extra["pairs"], int(received))
     return (info, *_split_by(block, n_blocks, *rows))
 
 
@@ -890,10 +938,52 @@ def _pieces(cluster, shards, piece_bytes):
     return pieces
 
 
+def _sketch_on_ray_data(cluster, pieces, shards, config, text_field, id_field, is_skip,
+                        batch_chars, n_parts, kill):
+    """Stage 1 on Ray Data: a Dataset of piece numbers, one per block, mapped by sketch_batch
+    (dedup.io.Reader and the numba kernels, in Ray Data's map tasks, retried as they are);
+    each output block is then split by unbundle into the refs sketch_piece's task returns.
+    Returns those refs per piece, in corpus order."""
+    import ray.data
+    from ray.data.context import DataContext
+
+    context = DataContext.get_current()
+    context.enable_progress_bars = False
+    context.execution_options.preserve_order = True  # block k holds piece k
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    n_values = 2 + 2 * n_parts
+    dataset = ray.data.from_items([{"piece": k} for k in range(len(pieces))],
+                                  override_num_blocks=len(pieces))
+    dataset = dataset.map_batches(
+        sketch_batch, batch_size=1, batch_format="numpy", zero_copy_batch=True,
+        fn_kwargs={"pieces": [(shards[p.shard], p.span) for p in pieces], "config": config,
+                   "text_field": text_field, "id_field": id_field, "is_skip": is_skip,
+                   "batch_chars": batch_chars, "n_parts": n_parts, "kill": kill})
+    try:
+        bundles = list(dataset.iter_internal_ref_bundles())
+    except Exception as err:  # noqa: BLE001 - a DedupError inside Ray Data's wrappers
+        cause = err
+        while cause is not None and not isinstance(cause, DedupError):
+            cause = getattr(cause, "cause", None) or cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise
+    blocks = [ref for bundle in bundles for ref in bundle.block_refs]
+    del bundles, dataset
+    sketched = [cluster.calls("unbundle", 1 + n_values, n_values, block) for block in blocks]
+    order = cluster.get([refs[0] for refs in sketched])
+    del blocks  # unbundled (the first value is ready once its task ended): free the blocks
+    if sorted(order) != list(range(len(pieces))):
+        raise RuntimeError(f"the sketch stage gave blocks for pieces {order}")
+    by_piece = {k: refs[1:] for k, refs in zip(order, sketched)}
+    return [by_piece[k] for k in range(len(pieces))]
+
+
 def run_ray(inputs, outdir, config: Config, mode: str = "collapse", *, text_field="text",
             id_field=None, on_error="fail", flag_field="dedup", duplicates_jsonl=False,
             overwrite=False, batch_chars=None, ray_address=None, num_cpus=None,
-            piece_bytes=None, partitions=None, quiet=True, stream=None, _kill=None) -> dict:
+            piece_bytes=None, partitions=None, quiet=True, stream=None, _kill=None,
+            _sketch_on=SKETCH_ON) -> dict:
     """dedup.corpus.run_files on Ray: the same outputs, byte for byte (summary.json apart from
     timings and the engine fields).
 
@@ -908,6 +998,8 @@ def run_ray(inputs, outdir, config: Config, mode: str = "collapse", *, text_fiel
     from dedup.io import discover
 
     clock = time.perf_counter()
+    if _sketch_on not in ("data", "tasks"):
+        raise ConfigError(f"the sketch stage runs on 'data' or 'tasks', got {_sketch_on!r}")
     if mode not in corpus.MODES:
         raise ConfigError(f"mode must be one of 'collapse', 'flag', got {mode!r}")
     if on_error not in corpus.ON_ERRORS:
@@ -924,7 +1016,7 @@ def run_ray(inputs, outdir, config: Config, mode: str = "collapse", *, text_fiel
         cluster = _Cluster(ray_address, num_cpus)
         summary, names = _run(cluster, shards, work, config, mode, text_field, id_field,
                               on_error, flag_field, duplicates_jsonl, batch_chars, piece_bytes,
-                              partitions, _kill, quiet, stream or sys.stderr)
+                              partitions, _kill, quiet, stream or sys.stderr, _sketch_on)
         summary["timings"]["total"] = time.perf_counter() - clock
         total = summary["timings"]["total"]
         summary["mb_per_s"] = round(summary["bytes_read"] / 1e6 / total, 3) if total else None
@@ -950,7 +1042,8 @@ def _stage(quiet, stream, text):
 
 
 def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, flag_field,
-         duplicates_jsonl, batch_chars, piece_bytes, partitions, kill, quiet, stream):
+         duplicates_jsonl, batch_chars, piece_bytes, partitions, kill, quiet, stream,
+         sketch_on):
     from dedup import corpus
 
     is_skip = on_error == "skip"
@@ -962,12 +1055,20 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
     clock = time.perf_counter()
     _stage(quiet, stream, f"sketch ({cluster.cpus} CPUs)")
     pieces = _pieces(cluster, shards, piece_bytes)
-    sketched = [cluster.call("sketch_piece", shards[p.shard], p.span, config, text_field,
-                             id_field, is_skip, batch_chars, n_parts, kill,
-                             num_returns=2 + 2 * n_parts) for p in pieces]
+    n_values = 2 + 2 * n_parts  # meta, Sketch, exact and band exchanges
+    if sketch_on == "data":
+        sketched = _sketch_on_ray_data(cluster, pieces, shards, config, text_field, id_field,
+                                       is_skip, batch_chars, n_parts, kill)
+    else:
+        sketched = [cluster.call("sketch_piece", shards[p.shard], p.span, config, text_field,
+                                 id_field, is_skip, batch_chars, n_parts, kill,
+                                 num_returns=n_values) for p in pieces]
     metas = []
     for refs in sketched:  # in corpus order: the first bad record of the corpus is the error
-        metas.append(cluster.get(refs[0]))
+        meta = cluster.get(refs[0])
+        if isinstance(meta, DedupError):
+            raise meta
+        metas.append(meta)
     unit_refs = [refs[1] for refs in sketched]
     unit_offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
     np.cumsum([m["n_units"] for m in metas], out=unit_offsets[1:])
@@ -1046,7 +1147,12 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
               for j in range(n_parts)]
     del exact, verified
     rounds = 0
-    while sum(cluster.get([refs[1] for refs in states])):
+    n_messages = 0
+    while True:
+        sent = sum(cluster.get([refs[1] for refs in states]))
+        n_messages += sent
+        if not sent:
+            break
         rounds += 1
         states = [cluster.calls("cc_round", 2 + n_parts, n_parts, states[j][0],
                                 *[refs[2 + j] for refs in states]) for j in range(n_parts)]
@@ -1061,6 +1167,8 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
                              *[refs[g] for refs in finished]) for g in range(n_parts)]
     del finished
     group_infos = cluster.get([refs[0] for refs in grouped])
+    shuffled["component_labels"] = 16 * n_messages
+    shuffled["components"] = sum(i[3] for i in group_infos)
     ranked = [cluster.calls("rank_block", 1 + n_blocks, n_blocks, block_bounds,
                             *[refs[1 + b] for refs in grouped]) for b in range(n_blocks)]
     del grouped
@@ -1123,6 +1231,7 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
                                         timings)
     summary["engine"] = {"name": "ray", "cpus": cluster.cpus, "pieces": len(pieces),
                          "partitions": n_parts, "component_rounds": rounds,
+                         "sketch_on": sketch_on,
                          "driver_peak_rss_mb": _peak_rss_mb(),
                          "shuffled_mb": {k: round(v / 1e6, 1) for k, v in shuffled.items()}}
     return summary, names
