@@ -48,8 +48,8 @@ from dedup.kernels.band import (
     key_directory, sorted_lookup, table_insert, table_lookup,
 )
 from dedup.kernels.shingle import CHAR, WORD, compact_sorted_inplace
-from dedup.kernels.sketch import document_units, raw_shingles_utf8, sketch_units
-from dedup.kernels.verify import has_repeat_pair, pair_overlaps, set_overlaps
+from dedup.kernels.sketch import document_units, overlaps_utf8, sketch_units
+from dedup.kernels.verify import has_repeat_pair, set_overlaps
 from dedup.normtable import NORMALIZATION_VERSION, load_table
 from dedup.pipeline import (
     CONTAINED, EXACT, NEAR, SHINGLE_SEED, UNIT_HASH_SEED, Prepared, _fixed_permutations,
@@ -82,7 +82,6 @@ ZSTD_LEVEL = 3
 _MATCH_CHUNK = 4096
 _PROBE_CHUNK = 1 << 16  # units per bucket lookup in may_match()  # units per kernel call in match(): bounds the shingles held at once
 _SQL_CHUNK = 20_000  # values per json_each list
-_CACHE_SHINGLES = 1 << 21  # shingles of stored units kept re-made (16 MB), then start over
 # numba's workqueue threading layer must not be entered by two threads at once
 _KERNEL_LOCK = threading.RLock()
 
@@ -523,9 +522,7 @@ class Index:
         self._lock = threading.Lock()
         self._connections = []
         self._closed = False
-        self._cache = {}  # (unit id, hash) -> sorted shingles; content-addressed, so safe
         self._buckets = _Buckets()
-        self._cached_shingles = 0
 
     # ---- opening -------------------------------------------------------------------------
 
@@ -776,20 +773,6 @@ class Index:
             self._buckets.refresh(conn)
             self._local.data_version = version
 
-    @contextmanager
-    def _snapshot(self):
-        """A read transaction for check(), opened only when it has rows to read."""
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
-        except sqlite3.Error as err:
-            raise self._error(err) from None
-
     def _read(self, action):
         with self._transaction(write=False) as conn:
             return action(conn)
@@ -834,51 +817,37 @@ class Index:
 
     # ---- lookup and verification ---------------------------------------------------------
 
-    def _stored_raw(self, rows) -> dict:
-        """Shingle hashes (text order) of stored units rows (id, hash, norm blob), from the
-        cache or re-made from their normalized text in one kernel call."""
-        found = {}
-        missing = []
-        for unit_id, unit_hash, blob in rows:
-            cached = self._cache.get((unit_id, unit_hash))
-            if cached is None:
-                missing.append((unit_id, unit_hash, _decompress(blob)))
-            else:
-                found[unit_id] = cached
-        if missing:
-            offsets = np.zeros(len(missing) + 1, dtype=np.int64)
-            np.cumsum([len(m[2]) for m in missing], out=offsets[1:])
-            data = np.frombuffer(b"".join(m[2] for m in missing), dtype=np.uint8)
-            config = self.config
-            raw, raw_offsets = raw_shingles_utf8(data, offsets, config.ngram,
-                                                 WORD if config.shingle == "word" else CHAR,
-                                                 SHINGLE_SEED)
-            if self._cached_shingles + raw.size > _CACHE_SHINGLES:
-                self._cache.clear()  # boilerplate comes back soon; the rest is not worth more
-                self._cached_shingles = 0
-            self._cached_shingles += raw.size
-            for k, (unit_id, unit_hash, _) in enumerate(missing):
-                values = raw[raw_offsets[k]:raw_offsets[k + 1]]
-                self._cache[(unit_id, unit_hash)] = values
-                found[unit_id] = values
-        return found
+    def _fetch_units(self, conn, unit_ids: list) -> dict:
+        """Stored units (ascending ids) as arrays: ids, kinds, norm_lengths, n_shingles, and
+        their normalized text as UTF-8 (data uint8, data_offsets int64[n + 1] in bytes)."""
+        rows = []
+        for lo in range(0, len(unit_ids), _SQL_CHUNK):
+            rows += conn.execute(
+                "SELECT id, kind, norm_length, n_shingles, norm FROM units WHERE id IN "
+                "(SELECT value FROM json_each(?)) ORDER BY id",
+                (_json_ids(unit_ids[lo:lo + _SQL_CHUNK]),)).fetchall()
+        texts = [_decompress(row[4]) for row in rows]
+        data_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([len(t) for t in texts], out=data_offsets[1:])
+        numbers = np.asarray([row[:4] for row in rows], dtype=np.int64).reshape(-1, 4)
+        return {"ids": numbers[:, 0], "kinds": numbers[:, 1], "norm_lengths": numbers[:, 2],
+                "n_shingles": numbers[:, 3], "data_offsets": data_offsets,
+                "data": np.frombuffer(b"".join(texts), dtype=np.uint8)}
 
-    def _overlaps(self, values, offsets, sizes, stored, left, right_ids) -> tuple:
-        """(jaccard, containment) float64 of pairs (unit left[k] of values/offsets with
-        distinct sizes `sizes`, stored unit right_ids[k]; stored: id -> (n_shingles, blob,
-        hash)), exactly as pair_similarities gives them on sorted sets."""
-        order = sorted(set(right_ids.tolist()))
-        raws = self._stored_raw([(i, stored[i][2], stored[i][1]) for i in order])
-        stored_offsets = np.zeros(len(order) + 1, dtype=np.int64)
-        np.cumsum([raws[i].size for i in order], out=stored_offsets[1:])
-        right = np.searchsorted(np.asarray(order, dtype=np.int64), right_ids)
+    def _overlaps(self, values, offsets, stored, left, right) -> tuple:
+        """(jaccard, containment, sizes of the left units) of pairs (unit left[k] of values/
+        offsets, unit right[k] of stored, a _fetch_units), exactly as pair_similarities gives
+        them on sorted sets: the stored units are shingled from their text in the same kernel
+        call, and the left units' distinct shingles counted on the way."""
+        config = self.config
         by_left = np.argsort(left, kind="stable")  # one table per unit
         shared = np.empty(left.size, dtype=np.int64)
-        shared[by_left] = pair_overlaps(values, offsets,
-                                        np.concatenate([raws[i] for i in order]),
-                                        stored_offsets, left[by_left], right[by_left])
-        return similarities(shared, sizes[left],
-                            np.asarray([stored[i][0] for i in order], dtype=np.int64)[right])
+        left_sizes = np.empty(left.size, dtype=np.int64)
+        shared[by_left], left_sizes[by_left] = overlaps_utf8(
+            values, offsets, stored["data"], stored["data_offsets"], left[by_left],
+            right[by_left], config.ngram, WORD if config.shingle == "word" else CHAR,
+            SHINGLE_SEED)
+        return (*similarities(shared, left_sizes, stored["n_shingles"][right]), left_sizes)
 
     def _lookup(self, conn, analysis: _Analysis) -> _Found:
         """Stored units that repeat the text's units, verified exactly; and the verdict."""
@@ -932,33 +901,25 @@ class Index:
         """Verified repeats: (unit, stored id, kind, similarity, jaccard, containment,
         is_inside_stored) for each candidate pair that is an edge of the batch path."""
         config = self.config
-        wanted = np.unique(right_ids).tolist()
-        stored = {}
-        for unit_id, kind, unit_hash, norm_length, n_shingles, blob in conn.execute(
-                "SELECT id, kind, hash, norm_length, n_shingles, norm FROM units WHERE id IN "
-                "(SELECT value FROM json_each(?))", (json.dumps(wanted),)):
-            stored[unit_id] = (kind, n_shingles, blob, unit_hash, norm_length)
-        is_kept = np.fromiter(
-            (i in stored and stored[i][0] == (DOCUMENT if u == 0 else PARAGRAPH)
-             for u, i in zip(left.tolist(), right_ids.tolist())), dtype=bool, count=left.size)
-        left, right_ids = left[is_kept], right_ids[is_kept]
+        stored = self._fetch_units(conn, np.unique(right_ids).tolist())
+        right = np.minimum(np.searchsorted(stored["ids"], right_ids), stored["ids"].size - 1)
+        # gone since the buckets were read, or of the other kind: not a candidate
+        is_kept = (stored["ids"][right] == right_ids) & \
+            (stored["kinds"][right] == (left > 0)) if stored["ids"].size else left < 0
+        left, right, right_ids = left[is_kept], right[is_kept], right_ids[is_kept]
         if not left.size:
             return []
-        sizes = analysis.sizes() if (left == 0).any() else np.concatenate(
-            ([0], analysis.paragraph_overlaps()[0]))
-        rows = {i: (row[1], row[2], row[3]) for i, row in stored.items()}
-        jaccard, containment = self._overlaps(analysis.raw, analysis.raw_offsets, sizes, rows,
-                                              left, right_ids)
-        stored_lengths = np.asarray([stored[i][4] for i in right_ids.tolist()], dtype=np.int64)
-        stored_sizes = np.asarray([stored[i][1] for i in right_ids.tolist()], dtype=np.int64)
-        shorter = np.minimum(analysis.norm_lengths[left], stored_lengths)
+        jaccard, containment, sizes = self._overlaps(analysis.raw, analysis.raw_offsets,
+                                                     stored, left, right)
+        stored_sizes = stored["n_shingles"][right]
+        shorter = np.minimum(analysis.norm_lengths[left], stored["norm_lengths"][right])
         keep = is_edge(jaccard, containment, shorter, config)
         pairs = []
         for k in np.flatnonzero(keep).tolist():
             unit, unit_id = int(left[k]), int(right_ids[k])
             jac, cont = float(jaccard[k]), float(containment[k])
             kind, similarity = (NEAR, jac) if jac >= config.threshold else (CONTAINED, cont)
-            is_inside = bool(kind == NEAR or sizes[unit] <= stored_sizes[k])
+            is_inside = bool(kind == NEAR or sizes[k] <= stored_sizes[k])
             pairs.append((unit, unit_id, kind, similarity, jac, cont, is_inside))
         return pairs
 
@@ -973,7 +934,7 @@ class Index:
             for unit_id, key, doc_id, copies in conn.execute(
                     "SELECT unit, key, min(id), count(*) FROM docs WHERE unit IN "
                     "(SELECT value FROM json_each(?)) GROUP BY unit",
-                    (json.dumps([p[5] for p in doc_pairs]),)):
+                    (_json_ids([p[5] for p in doc_pairs]),)):
                 first[unit_id] = (key, doc_id, copies)
             ranked = []
             for kind, sim, jac, cont, inside, unit_id in doc_pairs:
@@ -983,10 +944,9 @@ class Index:
                 ranked.append(((_RANK[kind], -sim, doc_id),
                                DocumentMatch(key, kind, sim, jac, cont, inside, copies)))
             matches = [m for _, m in sorted(ranked, key=lambda r: r[0])]
-        best = {}  # paragraph unit -> (rank, stored id, kind, similarity)
-        for unit in range(1, len(analysis)):
-            if unit in exact:
-                best[unit] = ((0, -1.0, exact[unit]), exact[unit], EXACT, 1.0)
+        # paragraph unit -> (rank, stored id, kind, similarity)
+        best = {unit: ((0, -1.0, unit_id), unit_id, EXACT, 1.0)
+                for unit, unit_id in exact.items() if unit > 0}
         for unit, unit_id, kind, sim, jac, cont, inside in pairs:
             if unit == 0 or not inside:
                 continue
@@ -999,21 +959,23 @@ class Index:
                     "SELECT p.unit, d.key, p.start, p.end, p.line, min(p.doc * 1048576 + "
                     "p.position) FROM paragraphs p JOIN docs d ON d.id = p.doc WHERE p.unit IN "
                     "(SELECT value FROM json_each(?)) GROUP BY p.unit",
-                    (json.dumps(sorted({b[1] for b in best.values()})),)):
+                    (_json_ids(sorted({b[1] for b in best.values()})),)):
                 where[unit_id] = (key, start, end, line)
         within = self._within(analysis)
         repeats = []
-        starts, ends, lines = analysis.starts, analysis.ends, analysis.lines
-        for unit in range(1, len(analysis)):
-            span = (int(starts[unit]), int(ends[unit]), int(lines[unit]))
-            if unit in best and best[unit][1] in where:
-                _, unit_id, kind, sim = best[unit]
-                key, r_start, r_end, r_line = where[unit_id]
-                repeats.append(ParagraphRepeat(*span, kind, sim, key, r_start, r_end, r_line))
-            elif unit in within:
-                rep, kind, sim = within[unit]
-                repeats.append(ParagraphRepeat(*span, kind, sim, None, int(starts[rep]),
-                                               int(ends[rep]), int(lines[rep])))
+        if best or within:
+            starts, ends = analysis.starts.tolist(), analysis.ends.tolist()
+            lines = analysis.lines.tolist()
+            for unit in sorted(best.keys() | within.keys()):
+                span = (starts[unit], ends[unit], lines[unit])
+                if unit in best and best[unit][1] in where:
+                    _, unit_id, kind, sim = best[unit]
+                    key, r_start, r_end, r_line = where[unit_id]
+                    repeats.append(ParagraphRepeat(*span, kind, sim, key, r_start, r_end, r_line))
+                elif unit in within:
+                    rep, kind, sim = within[unit]
+                    repeats.append(ParagraphRepeat(*span, kind, sim, None, starts[rep], ends[rep],
+                                                   lines[rep]))
         return tuple(matches), tuple(repeats), len(analysis) - 1
 
     def _within(self, analysis) -> dict:
@@ -1059,14 +1021,13 @@ class Index:
         conn = self._conn()
         try:
             self._sync(conn)
+            candidates = self._candidates(analysis)
+            # the file is read only for something to verify or to name, one statement at a
+            # time: a unit removed in between is left out, as if removed before the check
+            found = self._conclude(conn if candidates[0] or candidates[2].size else None,
+                                   analysis, candidates)
         except sqlite3.Error as err:
             raise self._error(err) from None
-        candidates = self._candidates(analysis)
-        if candidates[0] or candidates[2].size:  # something to verify or to name: read
-            with self._snapshot() as conn:
-                found = self._conclude(conn, analysis, candidates)
-        else:
-            found = self._conclude(None, analysis, candidates)
         return Verdict(None, False, *found.verdict_parts)
 
     def add(self, key: str, text: str, *, replace: bool = False) -> Verdict:
@@ -1281,30 +1242,22 @@ class Index:
         """unit -> (kind, similarity, stored id) of the best verified repeat among the pairs
         (unit of prepared, stored unit id) where the unit is the smaller side or near."""
         config = self.config
-        wanted = np.unique(right_ids).tolist()
-        stored = {}
-        for lo in range(0, len(wanted), _SQL_CHUNK):
-            for unit_id, unit_hash, norm_length, blob, n_shingles in conn.execute(
-                    "SELECT id, hash, norm_length, norm, n_shingles FROM units WHERE kind = ? "
-                    "AND id IN (SELECT value FROM json_each(?))",
-                    (kind_code, json.dumps(wanted[lo:lo + _SQL_CHUNK]))):
-                stored[unit_id] = (unit_hash, norm_length, blob, n_shingles)
-        is_stored = np.fromiter((i in stored for i in right_ids.tolist()), dtype=bool,
-                                count=right_ids.size)
-        left, right_ids = left[is_stored], right_ids[is_stored]
+        stored = self._fetch_units(conn, np.unique(right_ids).tolist())
+        right = np.minimum(np.searchsorted(stored["ids"], right_ids), stored["ids"].size - 1)
+        is_kept = (stored["ids"][right] == right_ids) & (stored["kinds"][right] == kind_code) \
+            if stored["ids"].size else left < 0
+        left, right, right_ids = left[is_kept], right[is_kept], right_ids[is_kept]
         if not left.size:
             return {}
-        sizes = prepared.sizes
         # sorted distinct sets are shingles in some order too: pair_overlaps takes them
-        jaccard, containment = self._overlaps(
-            prepared.shingles, prepared.shingle_offsets, sizes,
-            {i: (row[3], row[2], row[0]) for i, row in stored.items()}, left, right_ids)
-        stored_lengths = np.asarray([stored[i][1] for i in right_ids.tolist()], dtype=np.int64)
-        stored_sizes = np.asarray([stored[i][3] for i in right_ids.tolist()], dtype=np.int64)
+        jaccard, containment, sizes = self._overlaps(prepared.shingles, prepared.shingle_offsets,
+                                                     stored, left, right)
+        stored_lengths = stored["norm_lengths"][right]
+        stored_sizes = stored["n_shingles"][right]
         is_near = jaccard >= config.threshold
         keep = is_edge(jaccard, containment, np.minimum(prepared.norm_lengths[left],
                                                         stored_lengths), config)
-        keep &= is_near | (sizes[left] <= stored_sizes)  # contained: the unit is the smaller
+        keep &= is_near | (sizes <= stored_sizes)  # contained: the unit is the smaller
         rank = np.where(is_near, 1, 2)
         similarity = np.where(is_near, jaccard, containment)
         picked = np.flatnonzero(keep)
@@ -1325,7 +1278,7 @@ class Index:
         where = {}
         unit_ids = sorted(unit_ids)
         for lo in range(0, len(unit_ids), _SQL_CHUNK):
-            chunk = json.dumps(unit_ids[lo:lo + _SQL_CHUNK])
+            chunk = _json_ids(unit_ids[lo:lo + _SQL_CHUNK])
             if kind_code == DOCUMENT:
                 for unit_id, key, _ in conn.execute(
                         "SELECT unit, key, min(id) FROM docs WHERE unit IN "
@@ -1523,7 +1476,7 @@ class Index:
                          [(n, unit_id) for unit_id, n in refs.items()])
         dead = [unit_id for (unit_id,) in conn.execute(
             "SELECT id FROM units WHERE refs <= 0 AND id IN "
-            "(SELECT value FROM json_each(?))", (json.dumps(sorted(refs)),))]
+            "(SELECT value FROM json_each(?))", (_json_ids(sorted(refs)),))]
         if dead:
             conn.executemany("DELETE FROM units WHERE id = ?", [(d,) for d in dead])
             conn.executemany("INSERT INTO dropped (unit) VALUES (?)", [(d,) for d in dead])
@@ -1686,6 +1639,12 @@ def _kind_code(kind) -> int:
     if kind == "paragraph":
         return PARAGRAPH
     raise ConfigError(f"kind must be 'document' or 'paragraph', got {kind!r}")
+
+
+def _json_ids(ids) -> str:
+    """A JSON list of ints for json_each: a join of str (3.4 against json.dumps' 4.5 us on 8
+    ids)."""
+    return "[" + ",".join(map(str, ids)) + "]"
 
 
 def similarities(shared, size_a, size_b) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ from .hashing import fmix32, xxh64_codepoints
 from .minhash import EMPTY_SLOT, LOW32, _signature_into
 from .normalize import EXPANSION_BASE, _decode_utf8, _normalize_one
 from .shingle import CHAR, _combine, _fill_shingles, _finish, _n_shingles
+from .verify import pair_overlaps
 
 
 @njit(cache=True)
@@ -311,3 +312,13 @@ def document_units(cps, text_offsets, is_space):
             i = j
         firsts[text + 1] = count
     return starts[:count], ends[:count], lines[:count], firsts
+
+
+@njit(cache=True)
+def overlaps_utf8(raw, raw_offsets, data, data_offsets, left, right, n, mode, seed):
+    """verify.pair_overlaps of units of raw (shingle hashes, any order) with units given as
+    the UTF-8 bytes of their normalized text (data, data_offsets: as raw_shingles_utf8), each
+    shingled once here: the persistent index verifies candidates against stored text this
+    way. Returns (shared, left_sizes) as pair_overlaps."""
+    stored, stored_offsets = raw_shingles_utf8(data, data_offsets, n, mode, seed)
+    return pair_overlaps(raw, raw_offsets, stored, stored_offsets, left, right)

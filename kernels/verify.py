@@ -128,10 +128,11 @@ def pair_overlaps(raw_a, offsets_a, raw_b, offsets_b, left, right):
     """Exact intersection sizes of the distinct hashes of unit left[k] of a and unit right[k]
     of b, for each pair k (hashes in any order, repeats allowed, as in set_overlaps). A table
     of the left unit is built once for a run of pairs with the same left: sort pairs by left.
-    Returns int64[n_pairs].
+    Returns (shared int64[n_pairs], left_sizes int64[n_pairs]: distinct hashes of left[k]).
     """
     n_pairs = left.size
     shared = np.zeros(n_pairs, dtype=np.int64)
+    left_sizes = np.zeros(n_pairs, dtype=np.int64)
     most = 0
     for k in range(n_pairs):
         most = max(most, offsets_a[left[k] + 1] - offsets_a[left[k]])
@@ -147,13 +148,17 @@ def pair_overlaps(raw_a, offsets_a, raw_b, offsets_b, left, right):
         if a != current:
             current = a
             build += 1
+            size_a = 0
             for i in range(offsets_a[a], offsets_a[a + 1]):
                 h = raw_a[i]
                 slot = h & mask
                 while slot_stamp[slot] == build and slot_key[slot] != h:
                     slot = (slot + np.uint64(1)) & mask
+                if slot_stamp[slot] != build:
+                    size_a += 1
                 slot_stamp[slot] = build
                 slot_key[slot] = h
+        left_sizes[k] = size_a
         b = right[k]
         count = 0
         for i in range(offsets_b[b], offsets_b[b + 1]):
@@ -167,7 +172,7 @@ def pair_overlaps(raw_a, offsets_a, raw_b, offsets_b, left, right):
                     break
                 slot = (slot + np.uint64(1)) & mask
         shared[k] = count
-    return shared
+    return shared, left_sizes
 
 
 @njit(cache=True)

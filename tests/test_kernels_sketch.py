@@ -12,7 +12,7 @@ import reference
 from dedup.kernels.band import band_keys, key_directory, sorted_lookup
 from dedup.kernels.minhash import minhash_signatures
 from dedup.kernels.shingle import CHAR, WORD, raw_shingles
-from dedup.kernels.sketch import document_units, raw_shingles_utf8, sketch_units
+from dedup.kernels.sketch import document_units, overlaps_utf8, raw_shingles_utf8, sketch_units
 from dedup.kernels.verify import has_repeat_pair, pair_overlaps, set_overlaps
 from dedup.normtable import load_table
 from dedup.config import Config
@@ -134,11 +134,11 @@ def test_pair_overlaps_count_shared_distinct_values(units_a, units_b, data):
                                          st.integers(0, len(units_b) - 1)), max_size=12))
     left = np.asarray([p[0] for p in pairs], dtype=np.int64)
     right = np.asarray([p[1] for p in pairs], dtype=np.int64)
-    shared = pair_overlaps(raw_a, offsets_a, raw_b, offsets_b, left, right)
+    shared, left_sizes = pair_overlaps(raw_a, offsets_a, raw_b, offsets_b, left, right)
     for k, (i, j) in enumerate(pairs):  # any order of pairs, a left met again later too
         a = set(raw_a[offsets_a[i]:offsets_a[i + 1]].tolist())
         b = set(raw_b[offsets_b[j]:offsets_b[j + 1]].tolist())
-        assert shared[k] == len(a & b)
+        assert shared[k] == len(a & b) and left_sizes[k] == len(a)
 
 
 @given(st.lists(st.text(alphabet="abcـفيﬁﷺ٣ ", max_size=30), max_size=6),
@@ -221,3 +221,23 @@ def test_document_units_are_split_units(texts):
         assert (starts[lo + 1:hi] - base).tolist() == paras.starts.tolist()
         assert (ends[lo + 1:hi] - base).tolist() == paras.ends.tolist()
         assert lines[lo + 1:hi].tolist() == paras.lines.tolist()
+
+
+@given(st.lists(st.text(alphabet="abcـفيﬁ ", max_size=30), min_size=1, max_size=4),
+       st.lists(st.text(alphabet="abcـفيﬁ ", max_size=30), min_size=1, max_size=4),
+       st.sampled_from([CHAR, WORD]))
+def test_overlaps_utf8_counts_shared_shingles_with_stored_text(ours, stored, mode):
+    *_, raw, raw_offsets, _ = sketch(ours, mode, 3)
+    encoded = [s.encode("utf-8") for s in stored]
+    offsets = np.zeros(len(stored) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    stored_raw, stored_offsets = raw_shingles_utf8(data, offsets, 3, mode, SHINGLE_SEED)
+    left = np.repeat(np.arange(raw_offsets.size - 1), len(stored))
+    right = np.tile(np.arange(len(stored)), raw_offsets.size - 1)
+    shared, left_sizes = overlaps_utf8(raw, raw_offsets, data, offsets, left, right, 3, mode,
+                                       SHINGLE_SEED)
+    for k, (i, j) in enumerate(zip(left.tolist(), right.tolist())):
+        a = set(raw[raw_offsets[i]:raw_offsets[i + 1]].tolist())
+        b = set(stored_raw[stored_offsets[j]:stored_offsets[j + 1]].tolist())
+        assert shared[k] == len(a & b) and left_sizes[k] == len(a)
