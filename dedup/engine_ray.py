@@ -8,13 +8,14 @@ within a piece: a piece's numbers are offset by the units of the pieces before i
 (pairs travel as two int64 columns), so every decision is the local engine's decision, and the
 outputs are the same bytes.
 
-1. sketch, on Ray Data: a Dataset of piece numbers (one per block) mapped by map_batches
-   (sketch_batch) with dedup.io.Reader (same errors, same rejects) and dedup.corpus.sketch
-   (the same numba kernels; the numba cache is loaded once per worker); each output block is
-   split by a task (unbundle) into the piece's Sketch, kept in the object store for later
-   stages, and two exchanges: (xxh64, unit) hash-partitioned, and (band, key, xxh64, unit)
-   partitioned by band key, for active units only: 26 bytes per unit and band shuffled.
-   DEDUP_RAY_SKETCH_ON=tasks runs the same function as one Ray task per piece instead.
+1. sketch, one task per piece (sketch_piece): dedup.io.Reader (same errors, same rejects) and
+   dedup.corpus.sketch (the same numba kernels; the numba cache is loaded once per worker).
+   The task keeps the units of its piece (its Sketch) in the object store and sends two
+   exchanges: (xxh64, unit) hash-partitioned, and (band, key, xxh64, unit) partitioned by band
+   key, for active units only: 26 bytes per unit and band shuffled. With
+   DEDUP_RAY_SKETCH_ON=data the same function runs on Ray Data instead: a Dataset of piece
+   numbers (one per block) mapped by map_batches (sketch_batch), each output block split by a
+   task (unbundle) into the same objects.
 2. exact classes, one task per hash partition: the first unit of each xxh64 is the head; the
    (copy, head) links of classes with copies go to the component partitions (stage 5).
 3. candidates, one task per key partition: a bucket is a (band, key) run; its heads are the
@@ -50,18 +51,23 @@ outputs are the same bytes.
    each piece's rows in the row groups of the local report (65,536 rows each), and published
    with dedup.corpus._publish: summary.json last.
 
-Ray Data and Ray tasks: every stage must reproduce the local engine byte for byte. Stage 1 is
-a Ray Data map over piece descriptors, so reading stays ours (Ray Data's JSON readers have no
-file and line for a bad record and no rejects); a bad record is returned as a value and the
-driver raises the first in corpus order. On the 2-core development machine it costs 4-11 s
-more than one Ray task per piece (Ray Data's executor and imports) and 0.4-0.8 GB more memory
-in the process tree (README, "Scaling out"). The exchanges stay Ray tasks exchanging numpy
-arrays through the object store, one sort per partition: Ray Data's hash shuffle
-(Dataset.repartition(keys=...), shuffle strategies hash_shuffle and shuffle_v2 of Ray 2.60)
-took 15.8-16.5 s to move the 7.8 M band-key rows of the 200 MB corpus at paragraph level
-between 4 partitions on 2 CPUs, where the task exchange and the bucket stage take under 1 s,
-and its groupby calls Python once per group (a million buckets per band). The write stage
-must use our writers.
+Ray Data and Ray tasks: every stage must reproduce the local engine byte for byte. Reading stays
+ours either way (Ray Data's JSON readers have no file and line for a bad record and no
+rejects); on Ray Data a bad record is returned as a value and the driver raises the first in
+corpus order. Stage 1 on Ray Data works (tests/test_ray.py runs it, a worker killed in it
+included) but is not the default: on the 2-core development machine (08:41-08:52 UTC, load
+2.1-3.2, two interleaved rounds) its sketch stage took 12.8-17.0 s against 4.9-7.3 s as tasks
+for the 200 MB corpus at paragraph level, 8.4-9.9 against 4.3-5.9 s at document level and
+5.9-7.2 against 2.3-2.6 s for 20 MB (a fixed 3.5-5 s for Ray Data's executor and imports, the
+rest growing with the output, which crosses an Arrow object column and is unpickled again to
+be split), and the process tree peaked 0.4-0.8 GB higher (2.25-2.33 GB against 1.53-1.55 GB at
+paragraph level). The exchanges stay Ray tasks exchanging numpy arrays through the object
+store, one sort per partition: Ray Data's hash shuffle (Dataset.repartition(keys=...),
+shuffle strategies hash_shuffle and shuffle_v2 of Ray 2.60) took 15.8-16.5 s to move 7.8 M
+rows of (partition, key, unit) between 4 partitions on 2 CPUs, the size of the band-key
+exchange at paragraph level, whose bucket stage takes 0.1-0.2 s after the sketch tasks split
+their rows; its groupby calls Python once per group (a million buckets per band). The write
+stage must use our writers.
 
 Cluster use: every node must read the inputs and write into the output folder at the same
 paths (a shared file system), as with any Ray job over files. Tasks are retried by Ray when a
@@ -88,8 +94,9 @@ PARTITIONS_PER_CPU = 2
 MAX_PARTITIONS = 256
 MIN_PIECE_BYTES = 8 << 20
 MAX_PIECE_BYTES = 128 << 20
-# stage 1 on Ray Data ("data") or on plain Ray tasks ("tasks"), for the benchmark's comparison
-SKETCH_ON = os.environ.get("DEDUP_RAY_SKETCH_ON", "data")
+# stage 1 on plain Ray tasks ("tasks", the default: faster and smaller here, see the module
+# docstring) or on Ray Data ("data")
+SKETCH_ON = os.environ.get("DEDUP_RAY_SKETCH_ON", "tasks")
 CONNECT_WAIT_S = 15  # how long --ray-address may take to answer before the run gives up
 INSTALL_HINT = "--engine ray needs Ray: pip install 'dedup[ray]' (or pip install 'ray')"
 

@@ -332,3 +332,32 @@ def test_distinct_pairs_keep_64_bit_ids():
         (3, 1 << 35), (1 << 40, 5), (1 << 40, (1 << 41) + 1)]
     parts = _pair_partition_of(big, other, 7)
     assert parts[0] == parts[1] and ((parts >= 0) & (parts < 7)).all()
+
+
+def test_sketch_stage_on_ray_data_same_outputs_errors_and_retries(ray_session, corpus, tmp_path):
+    """DEDUP_RAY_SKETCH_ON=data: the sketch stage as Ray Data map_batches gives the same
+    outputs, Ray Data retries a map task whose worker was killed, and the first bad record in
+    corpus order is the error, as locally."""
+    from dedup.engine_ray import run_ray
+    from dedup.errors import InputError
+
+    config = Config(unit="paragraph")
+    run_files([corpus], tmp_path / "local", config, duplicates_jsonl=True)
+    marker = tmp_path / "killed-sketch"
+    summary = run_ray([corpus], tmp_path / "ray", config, duplicates_jsonl=True,
+                      piece_bytes=PIECE_BYTES, partitions=PARTITIONS,
+                      _kill=("sketch", str(marker)), _sketch_on="data")
+    assert marker.exists() and summary["engine"]["sketch_on"] == "data"
+    assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
+    rows = list(Generator(5, SHAPE).documents(200))
+    data = _lines(rows)
+    cuts = [data.index(b"\n", len(data) * k // 4) + 1 for k in (1, 3)]
+    bad = (data[:cuts[0]] + b'{"text": 1}\n' + data[cuts[0]:cuts[1]] + b"{broken\n"
+           + data[cuts[1]:])
+    (tmp_path / "bad.jsonl").write_bytes(bad)
+    with pytest.raises(InputError) as local:
+        run_files([tmp_path / "bad.jsonl"], tmp_path / "l2", config)
+    with pytest.raises(InputError) as remote:
+        run_ray([tmp_path / "bad.jsonl"], tmp_path / "r2", config, piece_bytes=PIECE_BYTES,
+                partitions=PARTITIONS, _sketch_on="data")
+    assert str(remote.value) == str(local.value) and 'field "text"' in str(local.value)
