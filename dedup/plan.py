@@ -63,14 +63,18 @@ COSTS = {
 }
 COSTS["sentence"] = COSTS["paragraph"]  # not measured separately: paragraphs are the closest
 # The Ray engine (bench/test_bench_ray.py and summary.json's engine field on the same corpus,
-# 04:49-05:06 UTC, load 2-6): starting and stopping a local Ray with its workers ~10 s on top
-# of the process; its tasks took about 1.4 times the local engine's CPU time for the same
-# stages; about 0.5 GB per worker process with 33 MB pieces; the driver peaked at 316 MB
-# (document) and 418 MB (paragraph, 103,330 repeated units) over a ~300 MB base: ~1 KB per
-# repeated unit. Unit text shuffled to the verify partitions per input byte: 0.37 (document),
-# 0.29 (paragraph).
-RAY = {"start_s": 12.0, "task_factor": 1.4, "worker_mb": 500.0, "driver_base_mb": 300.0,
-       "driver_repeated_bytes": 1000.0,
+# 04:49-05:06 UTC, load 2-6): its tasks took about 1.4 times the local engine's CPU time for the
+# same stages; about 0.5 GB per worker process with 33 MB pieces. Unit text shuffled to the
+# verify partitions per input byte: 0.37 (document), 0.29 (paragraph).
+# Refitted after grouping became distributed (08:41-08:52 UTC, load 2.1-3.2, the 20 and 200 MB
+# corpora, two interleaved rounds, /tmp/i7/ab2.py in notes/issue-7-s3.md): start_s, the wall of
+# starting and stopping a local Ray with its workers, from the 20 MB paragraph runs (10.8-12.6
+# s); the driver holds no per-unit data any more: its peak RSS was 243-291 MB at every size and
+# level (driver_mb); grouping ships group_bytes per repeated unit (component labels and the
+# components' units, edges, copies, statistics and verified pairs: 1.5 MB for 9,848 repeated
+# documents, 9.8 MB for 103,330 repeated paragraphs).
+RAY = {"start_s": 10.0, "task_factor": 1.4, "worker_mb": 500.0, "driver_mb": 290.0,
+       "group_bytes": {"document": 152.0, "paragraph": 95.0, "sentence": 95.0},
        "text_bytes_per_byte": {"document": 0.37, "paragraph": 0.29, "sentence": 0.29}}
 STAGES = ("sketch", "candidates", "verify", "group", "write")
 
@@ -191,15 +195,13 @@ def estimate(inputs, config: Config | None = None, *, mode="collapse", text_fiel
         "band_keys_mb": units * n_bands * 26 / 1e6,
         "exact_hashes_mb": units * 16 / 1e6,
         "unit_texts_mb": mb * RAY["text_bytes_per_byte"][config.unit],
+        "grouping_mb": repeated * RAY["group_bytes"][config.unit] / 1e6,
     }
-    # every stage but the grouping is divided among the cluster's CPUs; grouping runs on the
-    # driver, one core
-    work_s = sum(stage_s.values())
+    # every stage, grouping included, is divided among the cluster's CPUs; the driver holds
+    # counts per task, nothing per unit
     cpu_s = cost["cpu_per_mb_s"] * mb
-    ray_s = RAY["start_s"] + RAY["task_factor"] * cpu_s * (1 - stage_s["group"] / work_s
-                                                           if work_s else 1) / cpus \
-        + stage_s["group"]
-    driver_mb = RAY["driver_base_mb"] + repeated * RAY["driver_repeated_bytes"] / 1e6
+    ray_s = RAY["start_s"] + RAY["task_factor"] * cpu_s / cpus
+    driver_mb = RAY["driver_mb"]
     available = _available_memory()
     where = Path(output) if output else Path.cwd()
     while not where.exists() and where != where.parent:
@@ -215,8 +217,8 @@ def estimate(inputs, config: Config | None = None, *, mode="collapse", text_fiel
                   f"{available / 1e6:,.0f} MB available; use --engine ray on a cluster")
     elif local_s > 24 * 3600:
         advice = (f"the local engine fits but takes about {local_s / 3600:,.0f} h on "
-                  f"{cpus} CPUs; a Ray cluster (--engine ray --ray-address) divides the "
-                  "sketch, verify and write stages by its CPUs")
+                  f"{cpus} CPUs; a Ray cluster (--engine ray --ray-address) divides every "
+                  "stage by its CPUs")
     else:
         advice = "the local engine fits on this machine"
     return {
