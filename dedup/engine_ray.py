@@ -1042,8 +1042,25 @@ def run_ray(inputs, outdir, config: Config, mode: str = "collapse", *, text_fiel
     return summary
 
 
+def _shows(quiet, stream) -> bool:
+    return not quiet and getattr(stream, "isatty", lambda: False)()
+
+
+def _count_done(cluster, refs, quiet, stream, text):
+    """On a terminal, "text k/n" rewritten as each of the tasks (refs) ends; then a new line."""
+    if not _shows(quiet, stream) or not refs:
+        return
+    pending, total = list(refs), len(refs)
+    while pending:
+        ready, pending = cluster.ray.wait(pending, num_returns=1)
+        stream.write(f"\rdedup run (ray): {text} {total - len(pending)}/{total}")
+        stream.flush()
+    stream.write("\n")
+    stream.flush()
+
+
 def _stage(quiet, stream, text):
-    if not quiet and getattr(stream, "isatty", lambda: False)():
+    if _shows(quiet, stream):
         stream.write(f"dedup run (ray): {text}\n")
         stream.flush()
 
@@ -1070,6 +1087,7 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
         sketched = [cluster.call("sketch_piece", shards[p.shard], p.span, config, text_field,
                                  id_field, is_skip, batch_chars, n_parts, kill,
                                  num_returns=n_values) for p in pieces]
+    _count_done(cluster, [refs[0] for refs in sketched], quiet, stream, "pieces sketched")
     metas = []
     for refs in sketched:  # in corpus order: the first bad record of the corpus is the error
         meta = cluster.get(refs[0])
@@ -1211,6 +1229,7 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
     counts = {"read": 0, "kept": 0, "modified": 0, "removed": 0, "flagged": 0,
               "rejected": n_rejected}
     n_read = 0
+    _count_done(cluster, writes, quiet, stream, "pieces written")
     for ref in writes:  # in corpus order: the report's rows are in the local order
         piece_counts, table, jsonl = cluster.get(ref)
         for name in ("kept", "modified", "removed", "flagged"):

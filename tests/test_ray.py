@@ -361,3 +361,24 @@ def test_sketch_stage_on_ray_data_same_outputs_errors_and_retries(ray_session, c
         run_ray([tmp_path / "bad.jsonl"], tmp_path / "r2", config, piece_bytes=PIECE_BYTES,
                 partitions=PARTITIONS, _sketch_on="data")
     assert str(remote.value) == str(local.value) and 'field "text"' in str(local.value)
+
+
+def test_progress_on_a_terminal(ray_session, corpus, tmp_path):
+    """Not quiet, on a terminal: each stage is named, and pieces are counted as they end."""
+    import io
+
+    from dedup.engine_ray import run_ray
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    summary = run_ray([corpus], tmp_path / "ray", Config(unit="document"),
+                      piece_bytes=PIECE_BYTES, partitions=PARTITIONS, quiet=False,
+                      stream=terminal)
+    shown = terminal.getvalue()
+    n = summary["engine"]["pieces"]
+    for stage in ("sketch", "candidates", "verify", "group", "write"):
+        assert f"dedup run (ray): {stage}" in shown
+    assert f"pieces sketched {n}/{n}\n" in shown and f"pieces written {n}/{n}\n" in shown
