@@ -284,24 +284,14 @@ def _components_distributed(n_parts, edges, copies):
 
 
 def _components_reference(links):
-    """{unit: smallest unit of its component}, by a breadth-first walk over a dict."""
-    neighbours = {}
-    for a, b in links:
-        neighbours.setdefault(a, set()).add(b)
-        neighbours.setdefault(b, set()).add(a)
-    labels = {}
-    for start in sorted(neighbours):
-        if start in labels:
-            continue
-        seen, todo = {start}, [start]
-        while todo:
-            for other in neighbours[todo.pop()]:
-                if other not in seen:
-                    seen.add(other)
-                    todo.append(other)
-        for unit in seen:
-            labels[unit] = min(seen)
-    return labels
+    """{unit: smallest unit of its component}, by reference.components (a graph search) over
+    the units renumbered densely."""
+    import reference
+
+    units = sorted({u for link in links for u in link})
+    index = {u: k for k, u in enumerate(units)}
+    labels = reference.components(len(units), [(index[a], index[b]) for a, b in links])
+    return {u: units[label] for u, label in zip(units, labels)}
 
 
 @settings(max_examples=60, deadline=None)
