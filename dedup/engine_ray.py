@@ -966,8 +966,15 @@ def _sketch_on_ray_data(cluster, pieces, shards, config, text_field, id_field, i
         fn_kwargs={"pieces": [(shards[p.shard], p.span) for p in pieces], "config": config,
                    "text_field": text_field, "id_field": id_field, "is_skip": is_skip,
                    "batch_chars": batch_chars, "n_parts": n_parts, "kill": kill})
+    sketched = []
     try:
-        bundles = list(dataset.iter_internal_ref_bundles())
+        # each block is split as soon as it is made; the block itself is freed once its
+        # unbundle task has run (no reference is kept here), so the object store holds two
+        # copies of a piece's output only while it is being split
+        for bundle in dataset.iter_internal_ref_bundles():
+            sketched += [cluster.calls("unbundle", 1 + n_values, n_values, block)
+                         for block in bundle.block_refs]
+            del bundle
     except Exception as err:  # noqa: BLE001 - a DedupError inside Ray Data's wrappers
         cause = err
         while cause is not None and not isinstance(cause, DedupError):
@@ -975,11 +982,7 @@ def _sketch_on_ray_data(cluster, pieces, shards, config, text_field, id_field, i
         if cause is not None:
             raise cause from None
         raise
-    blocks = [ref for bundle in bundles for ref in bundle.block_refs]
-    del bundles, dataset
-    sketched = [cluster.calls("unbundle", 1 + n_values, n_values, block) for block in blocks]
     order = cluster.get([refs[0] for refs in sketched])
-    del blocks  # unbundled (the first value is ready once its task ended): free the blocks
     if sorted(order) != list(range(len(pieces))):
         raise RuntimeError(f"the sketch stage gave blocks for pieces {order}")
     by_piece = {k: refs[1:] for k, refs in zip(order, sketched)}
