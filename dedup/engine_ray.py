@@ -61,7 +61,9 @@ for the 200 MB corpus at paragraph level, 8.4-9.9 against 4.3-5.9 s at document 
 5.9-7.2 against 2.3-2.6 s for 20 MB (a fixed 3.5-5 s for Ray Data's executor and imports, the
 rest growing with the output, which crosses an Arrow object column and is unpickled again to
 be split), and the process tree peaked 0.4-0.8 GB higher (2.25-2.33 GB against 1.53-1.55 GB at
-paragraph level). The exchanges stay Ray tasks exchanging numpy arrays through the object
+paragraph level). Most of the time is the first call: in one Ray session the same stage took
+9.2-15.7 s on Ray Data and 6.5-6.6 s as tasks the first time, 5.2-6.5 against 5.0-5.9 s
+when run again. The exchanges stay Ray tasks exchanging numpy arrays through the object
 store, one sort per partition: Ray Data's hash shuffle (Dataset.repartition(keys=...),
 shuffle strategies hash_shuffle and shuffle_v2 of Ray 2.60) took 15.8-16.5 s to move 7.8 M
 rows of (partition, key, unit) between 4 partitions on 2 CPUs, the size of the band-key
