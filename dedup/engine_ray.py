@@ -83,6 +83,7 @@ import shutil
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -839,10 +840,25 @@ def _unwrap(err):
     return err
 
 
+@contextmanager
+def _stderr_held():
+    """File descriptor 2 sent to /dev/null: Ray's C++ client logs every failed connection
+    attempt there (once a second), where the user should get our one line."""
+    saved, quiet = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(quiet, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(quiet)
+
+
 def _check_reachable(address: str, wait_s: float | None = None):
-    """Raise InputError (one line) unless a Ray cluster answers at address within wait_s
-    seconds (CONNECT_WAIT_S): ray.init retries an address that does not answer for minutes.
-    A Ray Client address (ray://) is left to ray.init, which fails at once."""
+    """Raise InputError (one line) when nothing answers at address within wait_s seconds
+    (CONNECT_WAIT_S): ray.init retries an address that does not answer for minutes. An answer
+    of any kind lets ray.init go on (it connects or raises). A Ray Client address (ray://) is
+    left to ray.init, which fails at once."""
     import threading
 
     wait_s = CONNECT_WAIT_S if wait_s is None else wait_s
@@ -868,13 +884,14 @@ def _check_reachable(address: str, wait_s: float | None = None):
             answer["error"] = err
 
     thread = threading.Thread(target=probe, daemon=True)  # a hung probe must not block exit
-    thread.start()
-    thread.join(wait_s)
-    if "cluster_id" in answer:
-        return
-    why = f"no Ray cluster answered within {wait_s:g} s" if thread.is_alive() else \
-        (str(answer["error"]).strip().splitlines() or [type(answer["error"]).__name__])[0]
-    raise InputError(f"--ray-address {address}: cannot connect to a Ray cluster ({why})")
+    with _stderr_held():
+        thread.start()
+        thread.join(wait_s)
+    if thread.is_alive():
+        raise InputError(f"--ray-address {address}: cannot connect to a Ray cluster (no Ray "
+                         f"cluster answered within {wait_s:g} s)")
+    # an answer, even a refusal (a cluster that wants the token ray.init knows how to find),
+    # means ray.init will not hang: it connects, or fails with its own error
 
 
 class _Cluster:
@@ -891,7 +908,8 @@ class _Cluster:
             if address:
                 _check_reachable(address)
                 try:
-                    ray.init(address=address, **options)
+                    with _stderr_held():
+                        ray.init(address=address, **options)
                 except (ConnectionError, ValueError, RuntimeError) as err:
                     first = str(err).strip().splitlines()[0] if str(err).strip() else \
                         type(err).__name__

@@ -228,7 +228,7 @@ def test_parquet_without_the_column_same_error_and_skip(ray_session, tmp_path, c
     assert "b.parquet" not in local_out and b"b.parquet" in local_out["rejects.jsonl"]
 
 
-def test_unreachable_ray_address_fails_in_one_line_after_a_bounded_wait(tmp_path):
+def test_unreachable_ray_address_fails_in_one_line_after_a_bounded_wait(tmp_path, capfd):
     """A port that accepts connections but is no Ray cluster: ray.init would retry for
     minutes; the run gives up after the wait it was given, with one line naming the address."""
     import socket
@@ -245,6 +245,7 @@ def test_unreachable_ray_address_fails_in_one_line_after_a_bounded_wait(tmp_path
             _check_reachable(address, wait_s=1)
     message = str(caught.value)
     assert message.startswith(f"--ray-address {address}: cannot connect") and "\n" not in message
+    assert capfd.readouterr().err == ""  # Ray's own log lines of the failed attempts are held back
 
 
 def _components_distributed(n_parts, edges, copies):
