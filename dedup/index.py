@@ -15,8 +15,8 @@ across restarts. The index answers what the batch path answers on the same strea
 
 Storage is one SQLite file in WAL mode, no pickle anywhere: tables `meta` (format version,
 normalization version, settings, engine fingerprint), `docs`, `units` (with their band keys),
-`paragraphs`, `dropped`. The band buckets are held in memory, loaded from `units` and brought
-up to date from the file at the start of every transaction.
+`paragraphs`, `dropped`. The band buckets and the exact classes are held in memory, loaded
+from `units` and brought up to date whenever another connection has committed.
 Every add is one transaction: a process killed in the middle leaves the document fully there
 or not there. Each thread gets its own connection; one writer and several reader processes
 may share a file (SQLite serializes writers; readers see the last committed state).
@@ -617,11 +617,12 @@ class Index:
                                    check_same_thread=False, timeout=self._timeout)
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable against a killed process
             conn.execute("PRAGMA cache_size = -65536")
-            # band lookups and inserts hit random pages: map the file rather than pread them
+            # the rows a check reads are at random places: map the file rather than pread them
             conn.execute("PRAGMA mmap_size = 1073741824")
-            # an add inserts 16 band rows per new unit at random places, dirtying as many pages:
-            # checkpoint (and fsync) every 16k pages (64 MB of WAL) rather than SQLite's 1k
-            # (8k measured 11.3 -> 8.5 ms per add at 1.5k documents on the shared machine)
+            # an add writes about 55 KB of WAL (format 3, news-like 2-5 KB documents):
+            # checkpoint (and fsync) every 16k pages (64 MB), about every 1,200 adds, rather
+            # than SQLite's 1k pages (format 1, whose adds wrote more, measured 11.3 -> 8.5 ms
+            # per add with 8k)
             conn.execute("PRAGMA wal_autocheckpoint = 16384")
         except sqlite3.Error as err:
             raise self._error(err) from None
