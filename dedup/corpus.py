@@ -1015,10 +1015,11 @@ def _run(shards, work, config, mode, text_field, id_field, on_error, flag_field,
 
     def on_reject(reject):
         nonlocal n_rejected
-        n_rejected += 1
         rejects_file.write(reject.to_json())
-        if reject.line == 0:
+        if reject.line == 0:  # a whole file (empty, unreadable): no record was read from it
             rejected_shards.add(reject.file)
+        else:
+            n_rejected += 1
 
     reader = Reader(shards, text_field, id_field, on_reject if rejects_file else None)
     try:
@@ -1029,7 +1030,7 @@ def _run(shards, work, config, mode, text_field, id_field, on_error, flag_field,
     clock = time.perf_counter()
     report = _Report(work, duplicates_jsonl)
     counts = {"read": 0, "kept": 0, "modified": 0, "removed": 0, "flagged": 0,
-              "rejected": n_rejected}
+              "rejected": n_rejected, "rejected_files": len(rejected_shards)}
     flag_type = _flag_type() if mode == "flag" else None
     writers = {}
     advance = progress("write")
@@ -1153,7 +1154,8 @@ def format_summary(summary: dict) -> str:
         f"dedup run: {summary['level']} level, {summary['mode']} mode, "
         f"{len(summary['inputs'])} input file{'s' if len(summary['inputs']) != 1 else ''}",
         f"  records  read {c['read']:,}  kept {c['kept']:,}  (modified {c['modified']:,}, "
-        f"flagged {c['flagged']:,})  removed {c['removed']:,}  rejected {c['rejected']:,}",
+        f"flagged {c['flagged']:,})  removed {c['removed']:,}  rejected {c['rejected']:,}"
+        + (f" (and {c['rejected_files']:,} whole files)" if c.get("rejected_files") else ""),
         f"  units    {c['units']:,}  distinct {c['distinct_units']:,}  repeated "
         f"{c['units_repeated']:,} in {c['groups']:,} groups",
         f"  pairs    {c['candidate_pairs']:,} candidates, {c['verified_pairs']:,} verified repeats",

@@ -251,7 +251,7 @@ def sketch_piece(shard, span, config, text_field, id_field, is_skip, batch_chars
         "n_records": sk.n_records, "n_units": sk.n_units, "n_chars": sk.n_chars,
         "rejects": b"".join(r.to_json() for r in rejects),
         "rejected_lines": sorted({r.line for r in rejects if r.line}),
-        "n_rejected": len(rejects), "is_rejected_whole": any(r.line == 0 for r in rejects),
+        "n_rejected": sum(r.line != 0 for r in rejects), "is_rejected_whole": any(r.line == 0 for r in rejects),
         "hash_bytes": sum(c.nbytes for part in hash_parts for c in part),
         "band_bytes": sum(c.nbytes for part in band_parts for c in part),
     }
@@ -1250,7 +1250,7 @@ def _run(cluster, shards, work, config, mode, text_field, id_field, on_error, fl
     del looked
     report = _ReportWriter(work, duplicates_jsonl)
     counts = {"read": 0, "kept": 0, "modified": 0, "removed": 0, "flagged": 0,
-              "rejected": n_rejected}
+              "rejected": n_rejected, "rejected_files": len(rejected_shards)}
     n_read = 0
     _count_done(cluster, writes, quiet, stream, "pieces written")
     for ref in writes:  # in corpus order: the report's rows are in the local order

@@ -207,6 +207,25 @@ def test_bad_input_fails_with_one_line_and_leaves_nothing(capsys, tmp_path):
     assert (out / "in.jsonl").read_bytes() == b'{"text": "fine"}\n'
 
 
+def test_a_rejected_file_is_not_counted_as_a_record(capsys, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jsonl").write_bytes(b'{"text": "one"}\n{"text": 5}\n{"text": "two"}\n')
+    (folder / "b.jsonl").write_bytes(b"")
+    (folder / "c.parquet").write_bytes(b"not parquet at all")
+    out = tmp_path / "out"
+    code, _, printed = run(capsys, "run", folder, "-o", out, "--on-error", "skip")
+    assert code == 0
+    counts = json.loads((out / "summary.json").read_text())["counts"]
+    assert (counts["read"], counts["kept"], counts["rejected"], counts["rejected_files"]) == (
+        3, 2, 1, 2)
+    assert counts["read"] == counts["kept"] + counts["removed"] + counts["rejected"]
+    assert "rejected 1 (and 2 whole files)" in printed
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert sorted((r["file"], r["line"]) for r in rejects) == [
+        ("a.jsonl", 2), ("b.jsonl", 0), ("c.parquet", 0)]
+
+
 def test_inputs_inside_the_output_folder_are_refused(capsys, tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_bytes(b'{"text": "fine"}\n')

@@ -174,7 +174,10 @@ def test_empty_and_unreadable_shards_as_local(ray_session, corpus, tmp_path):
     local_out, local, ray_out, remote = both(tmp_path, [folder], Config(unit="document"),
                                              on_error="skip")
     assert ray_out == local_out and results(remote) == results(local)
-    assert local["counts"]["rejected"] == 2
+    # the truncated stream is a rejected record; the empty file is a rejected file, no record
+    assert local["counts"]["rejected"] == 1 and local["counts"]["rejected_files"] == 1
+    assert [remote["counts"][k] for k in ("read", "rejected", "rejected_files")] == [
+        local["counts"][k] for k in ("read", "rejected", "rejected_files")]
 
 
 @pytest.mark.parametrize("stage", ["sketch", "verify", "group", "write"])
