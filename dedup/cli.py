@@ -205,7 +205,7 @@ def cmd_run_ray(args) -> int:
         duplicates_jsonl=args.duplicates_jsonl, overwrite=args.overwrite,
         batch_chars=max(1, int(args.batch_mb * 1e6)) if args.batch_mb else None,
         ray_address=args.ray_address, num_cpus=args.workers, quiet=args.quiet,
-        stream=sys.stderr,
+        stream=sys.stderr, sketch_on=args.ray_sketch,
     )
     if not args.quiet:
         sys.stderr.write(format_summary(summary))
@@ -226,8 +226,9 @@ def cmd_run(args, out) -> int:
 
     if args.engine == "ray":
         return cmd_run_ray(args)
-    if args.ray_address is not None:
-        raise InputError("--ray-address needs --engine ray")
+    for flag, value in (("--ray-address", args.ray_address), ("--ray-sketch", args.ray_sketch)):
+        if value is not None:
+            raise InputError(f"{flag} needs --engine ray")
     config = _config(args)
     if args.batch_mb is not None and args.batch_mb <= 0:
         raise InputError(f"--batch-mb must be > 0, got {args.batch_mb}")
@@ -370,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", default=None, metavar="ADDRESS",
                      help="with --engine ray: a running cluster (auto, HOST:6379, "
                           "ray://HOST:10001); default: start Ray on this machine's cores")
+    run.add_argument("--ray-sketch", choices=("tasks", "data"), default=None,
+                     help="with --engine ray: the sketch stage (read, normalize, shingle, "
+                          "signatures) as Ray tasks or as Ray Data map_batches; the same "
+                          "outputs (default: tasks, or DEDUP_RAY_SKETCH_ON)")
     run.add_argument("--overwrite", action="store_true",
                      help="replace the results already in OUTDIR")
     run.add_argument("--workers", type=int, default=None,

@@ -1013,7 +1013,7 @@ def run_ray(inputs, outdir, config: Config, mode: str = "collapse", *, text_fiel
             id_field=None, on_error="fail", flag_field="dedup", duplicates_jsonl=False,
             overwrite=False, batch_chars=None, ray_address=None, num_cpus=None,
             piece_bytes=None, partitions=None, quiet=True, stream=None, _kill=None,
-            _sketch_on=SKETCH_ON) -> dict:
+            sketch_on=None) -> dict:
     """dedup.corpus.run_files on Ray: the same outputs, byte for byte (summary.json apart from
     timings and the engine fields).
 
@@ -1021,15 +1021,17 @@ def run_ray(inputs, outdir, config: Config, mode: str = "collapse", *, text_fiel
     local Ray on this machine's cores (num_cpus), unless this process is connected already.
     piece_bytes: size of the spans large plain JSON Lines files are split into (default: the
     input over three times the cluster's CPUs, within 8-128 MB); partitions: of each exchange
-    (default: two per CPU). Neither changes the results. Raises InputError and ConfigError as
+    (default: two per CPU). Neither changes the results. sketch_on: "tasks" (default, or the
+    environment's DEDUP_RAY_SKETCH_ON) or "data" (Ray Data map_batches), the same results. Raises InputError and ConfigError as
     the local engine does; ConfigError with the install command when Ray is missing.
     """
     from dedup import corpus
     from dedup.io import discover
 
     clock = time.perf_counter()
-    if _sketch_on not in ("data", "tasks"):
-        raise ConfigError(f"the sketch stage runs on 'data' or 'tasks', got {_sketch_on!r}")
+    sketch_on = sketch_on or SKETCH_ON
+    if sketch_on not in ("data", "tasks"):
+        raise ConfigError(f"the sketch stage runs on 'data' or 'tasks', got {sketch_on!r}")
     if mode not in corpus.MODES:
         raise ConfigError(f"mode must be one of 'collapse', 'flag', got {mode!r}")
     if on_error not in corpus.ON_ERRORS:
@@ -1046,7 +1048,7 @@ def run_ray(inputs, outdir, config: Config, mode: str = "collapse", *, text_fiel
         cluster = _Cluster(ray_address, num_cpus)
         summary, names = _run(cluster, shards, work, config, mode, text_field, id_field,
                               on_error, flag_field, duplicates_jsonl, batch_chars, piece_bytes,
-                              partitions, _kill, quiet, stream or sys.stderr, _sketch_on)
+                              partitions, _kill, quiet, stream or sys.stderr, sketch_on)
         summary["timings"]["total"] = time.perf_counter() - clock
         total = summary["timings"]["total"]
         summary["mb_per_s"] = round(summary["bytes_read"] / 1e6 / total, 3) if total else None

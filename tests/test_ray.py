@@ -207,10 +207,10 @@ def test_without_ray_one_line_saying_how_to_install(tmp_path, capsys, monkeypatc
     assert not (tmp_path / "out").exists()
 
 
-def test_ray_address_needs_engine_ray(tmp_path, capsys):
-    code, err = _error(capsys, ["run", str(tmp_path), "-o", str(tmp_path / "o"),
-                                "--ray-address", "auto"])
-    assert code == 2 and "--ray-address needs --engine ray" in err
+@pytest.mark.parametrize("flag, value", [("--ray-address", "auto"), ("--ray-sketch", "data")])
+def test_ray_flags_need_engine_ray(tmp_path, capsys, flag, value):
+    code, err = _error(capsys, ["run", str(tmp_path), "-o", str(tmp_path / "o"), flag, value])
+    assert code == 2 and err == f"dedup: error: {flag} needs --engine ray\n"
 
 
 def test_parquet_without_the_column_same_error_and_skip(ray_session, tmp_path, capsys):
@@ -328,8 +328,9 @@ def test_distinct_pairs_keep_64_bit_ids():
     assert parts[0] == parts[1] and ((parts >= 0) & (parts < 7)).all()
 
 
-def test_sketch_stage_on_ray_data_same_outputs_errors_and_retries(ray_session, corpus, tmp_path):
-    """DEDUP_RAY_SKETCH_ON=data: the sketch stage as Ray Data map_batches gives the same
+def test_sketch_stage_on_ray_data_same_outputs_errors_and_retries(ray_session, corpus, tmp_path,
+                                                                  capsys):
+    """--ray-sketch data: the sketch stage as Ray Data map_batches gives the same
     outputs, Ray Data retries a map task whose worker was killed, and the first bad record in
     corpus order is the error, as locally."""
     from dedup.engine_ray import run_ray
@@ -340,7 +341,7 @@ def test_sketch_stage_on_ray_data_same_outputs_errors_and_retries(ray_session, c
     marker = tmp_path / "killed-sketch"
     summary = run_ray([corpus], tmp_path / "ray", config, duplicates_jsonl=True,
                       piece_bytes=PIECE_BYTES, partitions=PARTITIONS,
-                      _kill=("sketch", str(marker)), _sketch_on="data")
+                      _kill=("sketch", str(marker)), sketch_on="data")
     assert marker.exists() and summary["engine"]["sketch_on"] == "data"
     assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
     rows = list(Generator(5, SHAPE).documents(200))
@@ -351,10 +352,10 @@ def test_sketch_stage_on_ray_data_same_outputs_errors_and_retries(ray_session, c
     (tmp_path / "bad.jsonl").write_bytes(bad)
     with pytest.raises(InputError) as local:
         run_files([tmp_path / "bad.jsonl"], tmp_path / "l2", config)
-    with pytest.raises(InputError) as remote:
-        run_ray([tmp_path / "bad.jsonl"], tmp_path / "r2", config, piece_bytes=PIECE_BYTES,
-                partitions=PARTITIONS, _sketch_on="data")
-    assert str(remote.value) == str(local.value) and 'field "text"' in str(local.value)
+    code, err = _error(capsys, ["run", str(tmp_path / "bad.jsonl"), "-o", str(tmp_path / "r2"),
+                                "--unit", "paragraph", "--engine", "ray", "--ray-sketch", "data",
+                                "--quiet"])  # the CLI's flag reaches the engine
+    assert code == 2 and err == f"dedup: error: {local.value}\n" and 'field "text"' in err
 
 
 def test_progress_on_a_terminal(ray_session, corpus, tmp_path):
