@@ -102,6 +102,8 @@ MAX_PIECE_BYTES = 128 << 20
 SKETCH_ON = os.environ.get("DEDUP_RAY_SKETCH_ON", "tasks")
 CONNECT_WAIT_S = 15  # how long --ray-address may take to answer before the run gives up
 INSTALL_HINT = "--engine ray needs Ray: pip install 'dedup[ray]' (or pip install 'ray')"
+DATA_INSTALL_HINT = ("--ray-sketch data needs Ray Data: pip install 'dedup[ray]' "
+                     "(or pip install 'ray[data]')")
 
 
 def _ray():
@@ -1040,6 +1042,11 @@ def run_ray(inputs, outdir, config: Config, mode: str = "collapse", *, text_fiel
     if isinstance(batch_chars, bool) or not isinstance(batch_chars, int) or batch_chars < 1:
         raise ConfigError(f"batch_chars must be a positive integer, got {batch_chars!r}")
     _ray()
+    if sketch_on == "data":
+        try:
+            import ray.data  # noqa: F401  (Ray Data needs pandas, which plain 'ray' lacks)
+        except ImportError:
+            raise ConfigError(DATA_INSTALL_HINT) from None
     shards = discover(list(inputs))
     out = Path(outdir)
     work = corpus._prepare_outdir(out, shards, overwrite)

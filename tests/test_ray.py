@@ -207,6 +207,18 @@ def test_without_ray_one_line_saying_how_to_install(tmp_path, capsys, monkeypatc
     assert not (tmp_path / "out").exists()
 
 
+def test_without_ray_data_one_line_saying_how_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray.data", None)  # as with 'ray' but not 'ray[data]'
+    rows = list(Generator(5, SHAPE).documents(10))
+    (tmp_path / "a.jsonl").write_bytes(_lines(rows))
+    code, err = _error(capsys, ["run", str(tmp_path / "a.jsonl"), "-o", str(tmp_path / "out"),
+                                "--engine", "ray", "--ray-sketch", "data"])
+    assert code == 2
+    assert err == ("dedup: error: --ray-sketch data needs Ray Data: pip install 'dedup[ray]' "
+                   "(or pip install 'ray[data]')\n")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("flag, value", [("--ray-address", "auto"), ("--ray-sketch", "data")])
 def test_ray_flags_need_engine_ray(tmp_path, capsys, flag, value):
     code, err = _error(capsys, ["run", str(tmp_path), "-o", str(tmp_path / "o"), flag, value])
