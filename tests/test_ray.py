@@ -208,6 +208,7 @@ def test_without_ray_one_line_saying_how_to_install(tmp_path, capsys, monkeypatc
 
 
 def test_without_ray_data_one_line_saying_how_to_install(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("ray", reason="Ray is not installed: pip install '.[ray]'")
     monkeypatch.setitem(sys.modules, "ray.data", None)  # as with 'ray' but not 'ray[data]'
     rows = list(Generator(5, SHAPE).documents(10))
     (tmp_path / "a.jsonl").write_bytes(_lines(rows))
