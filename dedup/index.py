@@ -995,11 +995,8 @@ class Index:
             rank = (_RANK[kind], -sim, unit_id)
             if unit not in best or rank < best[unit][0]:
                 best[unit] = (rank, unit_id, kind, sim)
-        where = {}
-        if best:
-            for unit_id, key, start, end, line in conn.execute(
-                    _FIRST_PARAGRAPHS, (_json_ids(sorted({b[1] for b in best.values()})),)):
-                where[unit_id] = (key, start, end, line)
+        where = self._first_places(conn, PARAGRAPH, {b[1] for b in best.values()}) \
+            if best else {}
         within = self._within(analysis)
         repeats = []
         if best or within:
