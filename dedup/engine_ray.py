@@ -696,14 +696,10 @@ def lookup_block(ctx: _Context, n_blocks, block_bounds, group_offsets, pieces, *
         for i, record in zip(at.tolist(), sk.unit_record[local].tolist()):
             rep_ids[i] = sk.record_id(record)
     block = np.searchsorted(block_bounds, unit, side="right") - 1
-    order = np.argsort(block, kind="stable")
-    bounds = np.searchsorted(block[order], np.arange(n_blocks + 1))
-    columns = (unit, kind, similarity, group, size, lowest, rep, rep_start, rep_end)
-    out = []
-    for b in range(n_blocks):
-        at = order[bounds[b]:bounds[b + 1]]
-        out.append((*(c[at] for c in columns), [rep_ids[i] for i in at.tolist()]))
-    return _returns(out)
+    return _returns((*columns, [rep_ids[i] for i in at.tolist()])
+                    for *columns, at in _split_by(block, n_blocks, unit, kind, similarity,
+                                                  group, size, lowest, rep, rep_start, rep_end,
+                                                  np.arange(unit.size)))
 
 
 class _ByGroup:
