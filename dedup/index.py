@@ -463,6 +463,11 @@ class _Buckets:
         with self.lock:
             query, units = self.bands.lookup(flat, overlay.by_key if overlay else None)
             dead = self.dead
+        return self._alive(query, units, dead, overlay)
+
+    @staticmethod
+    def _alive(query, units, dead, overlay):
+        """(query, units) without the units removed (dead, or in the overlay's dead)."""
         if overlay is not None and overlay.dead:
             dead = dead | overlay.dead
         if dead and units.size:
@@ -479,15 +484,8 @@ class _Buckets:
             query, coded = self.exact.lookup(np.ascontiguousarray(hashes, dtype=np.int64),
                                              overlay.by_hash if overlay else None)
             dead = self.dead
-        if overlay is not None and overlay.dead:
-            dead = dead | overlay.dead
         is_kind = (coded & 1) == kinds[query]
-        query, units = query[is_kind], coded[is_kind] >> 1
-        if dead and units.size:
-            alive = np.fromiter((u not in dead for u in units.tolist()), dtype=bool,
-                                count=units.size)
-            query, units = query[alive], units[alive]
-        return query, units
+        return self._alive(query[is_kind], coded[is_kind] >> 1, dead, overlay)
 
     def members(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row, unit id) of every live bucket member under the band keys int64[n, bands] of n
