@@ -852,6 +852,15 @@ def _stderr_held():
         os.close(quiet)
 
 
+def _cannot_connect(address: str, reason) -> InputError:
+    """The one-line error for an address where no Ray cluster could be reached; reason: the
+    exception (its first line is shown) or the words themselves."""
+    if isinstance(reason, BaseException):
+        text = str(reason).strip()
+        reason = text.splitlines()[0] if text else type(reason).__name__
+    return InputError(f"--ray-address {address}: cannot connect to a Ray cluster ({reason})")
+
+
 def _check_reachable(address: str, wait_s: float | None = None):
     """Raise InputError (one line) when nothing answers at address within wait_s seconds
     (CONNECT_WAIT_S): ray.init retries an address that does not answer for minutes. An answer
@@ -870,9 +879,7 @@ def _check_reachable(address: str, wait_s: float | None = None):
     try:
         resolved = canonicalize_bootstrap_address(address)
     except (ConnectionError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"--ray-address {address}: cannot connect to a Ray cluster "
-                         f"({first})") from None
+        raise _cannot_connect(address, err) from None
     answer = {}
 
     def probe():
@@ -886,8 +893,7 @@ def _check_reachable(address: str, wait_s: float | None = None):
         thread.start()
         thread.join(wait_s)
     if thread.is_alive():
-        raise InputError(f"--ray-address {address}: cannot connect to a Ray cluster (no Ray "
-                         f"cluster answered within {wait_s:g} s)")
+        raise _cannot_connect(address, f"no Ray cluster answered within {wait_s:g} s")
     # an answer, even a refusal (a cluster that wants the token ray.init knows how to find),
     # means ray.init will not hang: it connects, or fails with its own error
 
@@ -909,10 +915,7 @@ class _Cluster:
                     with _stderr_held():
                         ray.init(address=address, **options)
                 except (ConnectionError, ValueError, RuntimeError) as err:
-                    first = str(err).strip().splitlines()[0] if str(err).strip() else \
-                        type(err).__name__
-                    raise InputError(f"--ray-address {address}: cannot connect to a Ray "
-                                     f"cluster ({first})") from None
+                    raise _cannot_connect(address, err) from None
             else:
                 # Ray runs its workers at nice 15 (they yield to everything else); the local
                 # engine runs at normal priority, and on a machine shared with other work the
