@@ -31,6 +31,12 @@ def _fill_char5(values, lo, hi, seed, out):
         out[s] = _finish(h, 5, seed)
 
 
+@njit(cache=True, inline="always")
+def _is_whole_of_parts(whole_of, unit):
+    """Whether unit is a joined whole, its normalized text its parts' (the units after it)."""
+    return whole_of[unit] == unit and unit + 1 < whole_of.size and whole_of[unit + 1] == unit
+
+
 @njit(cache=True)
 def _normalize_char(cps, starts, ends, whole_of, table, exp_offsets, exp_values):
     """normalize_units in character mode, one pass per unit (parts of a joined whole only, the
@@ -46,7 +52,7 @@ def _normalize_char(cps, starts, ends, whole_of, table, exp_offsets, exp_values)
     count = 0
     for unit in range(n_units):
         offsets[unit + 1] = count
-        if whole_of[unit] == unit and unit + 1 < n_units and whole_of[unit + 1] == unit:
+        if _is_whole_of_parts(whole_of, unit):
             continue  # a joined whole: its parts are written next, it gets its place after
         end = ends[unit]
         for i in range(starts[unit], end):
@@ -71,7 +77,7 @@ def _normalize_char(cps, starts, ends, whole_of, table, exp_offsets, exp_values)
     norm_offsets = np.zeros(n_units + 1, dtype=np.int64)
     for unit in range(n_units):
         size = offsets[unit + 1] - offsets[unit]
-        if whole_of[unit] == unit and unit + 1 < n_units and whole_of[unit + 1] == unit:
+        if _is_whole_of_parts(whole_of, unit):
             size = 0
             part = unit + 1
             while part < n_units and whole_of[part] == unit:
@@ -81,7 +87,7 @@ def _normalize_char(cps, starts, ends, whole_of, table, exp_offsets, exp_values)
     norm = np.empty(norm_offsets[n_units], dtype=np.int32)
     for unit in range(n_units):
         whole = whole_of[unit]
-        if whole == unit and unit + 1 < n_units and whole_of[unit + 1] == unit:
+        if _is_whole_of_parts(whole_of, unit):
             continue
         size = offsets[unit + 1] - offsets[unit]
         norm[norm_offsets[unit]:norm_offsets[unit] + size] = out[offsets[unit]:offsets[unit + 1]]
@@ -150,7 +156,7 @@ def sketch_units(cps, starts, ends, firsts, table, exp_offsets, exp_values, keep
     if norm_offsets.size != n_units + 1:  # word mode, or an expansion outgrew the buffer
         counts = np.zeros(n_units, dtype=np.int64)
         for unit in range(n_units):
-            if whole_of[unit] == unit and unit + 1 < n_units and whole_of[unit + 1] == unit:
+            if _is_whole_of_parts(whole_of, unit):
                 continue  # a joined whole: the sum of its parts
             counts[unit] = _normalize_one(cps, starts[unit], ends[unit], table, exp_offsets,
                                           exp_values, keep_separators, no_values, no_origins,
@@ -163,7 +169,7 @@ def sketch_units(cps, starts, ends, firsts, table, exp_offsets, exp_values, keep
         for unit in range(n_units):
             lo, hi = norm_offsets[unit], norm_offsets[unit + 1]
             whole = whole_of[unit]
-            if whole == unit and unit + 1 < n_units and whole_of[unit + 1] == unit:
+            if _is_whole_of_parts(whole_of, unit):
                 continue  # a joined whole: filled from its parts below
             _normalize_one(cps, starts[unit], ends[unit], table, exp_offsets, exp_values,
                            keep_separators, norm[lo:hi], no_origins, True)
