@@ -222,9 +222,6 @@ class _Analysis:
     def norm_lengths(self) -> np.ndarray:
         return np.diff(self.norm_offsets)
 
-    def kind(self, unit: int) -> int:
-        return DOCUMENT if unit == 0 else PARAGRAPH
-
     def active(self) -> list[int]:
         return np.flatnonzero(self.norm_offsets[1:] > self.norm_offsets[:-1]).tolist()
 
