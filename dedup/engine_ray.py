@@ -434,27 +434,31 @@ def texts_piece(shard, span, units, unit_offset, config, text_field, id_field, r
     return tuple(out) if len(out) > 1 else out[0]
 
 
+def _joined_texts(parts):
+    """(units, text, lengths) of what texts_piece sent (parts: per piece, in piece order), as
+    dedup.corpus.verify_unit_texts takes them."""
+    units = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    text = b"".join(p[1] for p in parts).decode("utf-8", "surrogatepass")
+    lengths = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    return units, text, lengths
+
+
 def verify_partition(pairs, config, n_parts, *parts):
     """Exact verification of one pair partition. pairs: (left, right); parts: per piece, what
     texts_piece sent; the shingle sets are made here by dedup.corpus.verify_unit_texts, as the
     local engine's extra verification round makes them.
 
-    With n_parts 0 (grouping's extra rounds), returns the repeats' (left, right, jaccard,
-    containment). Else returns ((shingles held, bytes received, repeats), then per component
-    partition a dict: "edges" (left, right, jaccard, containment) of the repeats whose left
-    unit it owns, "adj" (right, left) of those whose right unit it owns, "stats" (units,
-    normalized lengths, shingle counts, normalized xxh64) of the units it owns)."""
+    Returns ((shingles held, bytes received, repeats), then per component partition a dict:
+    "edges" (left, right, jaccard, containment) of the repeats whose left unit it owns, "adj"
+    (right, left) of those whose right unit it owns, "stats" (units, normalized lengths,
+    shingle counts, normalized xxh64) of the units it owns)."""
     from dedup.corpus import verify_unit_texts
 
     _task_setup()
-    units = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
-    text = b"".join(p[1] for p in parts).decode("utf-8", "surrogatepass")
-    lengths = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    units, text, lengths = _joined_texts(parts)
     left, right = pairs
     edges, prepared = verify_unit_texts(units, text, lengths, left, right, config)
     columns = (edges.left, edges.right, edges.jaccard, edges.containment)
-    if n_parts == 0:
-        return columns
     rows = np.searchsorted(units, np.unique(np.concatenate([edges.left, edges.right])))
     stats = (units[rows], prepared.norm_lengths[rows], prepared.sizes[rows],
              prepared.hashes[rows])
@@ -568,12 +572,12 @@ class _Context:
 def _verify_pairs(ctx: _Context, left, right):
     """Exact verification of pairs of units (global, left < right) inside a group task: the
     task reads the records holding them from their pieces (texts_piece) and verifies them
-    itself (verify_partition). Grouping asks for few pairs (88 on the 200 MB corpus); nested
-    tasks would block this one and make Ray start workers, each loading the numba cache.
-    Returns Edges."""
+    itself (dedup.corpus.verify_unit_texts). Grouping asks for few pairs (88 on the 200 MB
+    corpus); nested tasks would block this one and make Ray start workers, each loading the
+    numba cache. Returns Edges."""
     import ray
 
-    from dedup.pipeline import Edges
+    from dedup.corpus import verify_unit_texts
 
     needed = distinct_sorted(np.sort(np.concatenate([left, right])))
     piece_of = np.searchsorted(ctx.unit_offsets, needed, side="right") - 1
@@ -583,7 +587,7 @@ def _verify_pairs(ctx: _Context, left, right):
             ctx.shards[k], ctx.spans[k], ray.get(ctx.units[k]), int(ctx.unit_offsets[k]),
             ctx.config, ctx.text_field, ctx.id_field, ctx.rejected_lines[k], ctx.is_skip,
             ctx.batch_chars, ctx.kill, needed[piece_of == k]))
-    return Edges(*verify_partition((left, right), ctx.config, 0, *texts))
+    return verify_unit_texts(*_joined_texts(texts), left, right, ctx.config)[0]
 
 
 def group_partition(ctx: _Context, n_blocks, block_bounds, *parts):
