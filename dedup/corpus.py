@@ -1016,7 +1016,7 @@ def _run(shards, work, config, mode, text_field, id_field, on_error, flag_field,
     def on_reject(reject):
         nonlocal n_rejected
         rejects_file.write(reject.to_json())
-        if reject.line == 0:  # a whole file (empty, unreadable): no record was read from it
+        if reject.is_whole_file:
             rejected_shards.add(reject.file)
         else:
             n_rejected += 1

@@ -252,8 +252,9 @@ def sketch_piece(shard, span, config, text_field, id_field, is_skip, batch_chars
     meta = {
         "n_records": sk.n_records, "n_units": sk.n_units, "n_chars": sk.n_chars,
         "rejects": b"".join(r.to_json() for r in rejects),
-        "rejected_lines": sorted({r.line for r in rejects if r.line}),
-        "n_rejected": sum(r.line != 0 for r in rejects), "is_rejected_whole": any(r.line == 0 for r in rejects),
+        "rejected_lines": sorted({r.line for r in rejects if not r.is_whole_file}),
+        "n_rejected": sum(not r.is_whole_file for r in rejects),
+        "is_rejected_whole": any(r.is_whole_file for r in rejects),
         "hash_bytes": sum(c.nbytes for part in hash_parts for c in part),
         "band_bytes": sum(c.nbytes for part in band_parts for c in part),
     }
@@ -1025,8 +1026,9 @@ def run_ray(inputs, outdir, config: Config, mode: str = "collapse", *, text_fiel
     piece_bytes: size of the spans large plain JSON Lines files are split into (default: the
     input over three times the cluster's CPUs, within 8-128 MB); partitions: of each exchange
     (default: two per CPU). Neither changes the results. sketch_on: "tasks" (default, or the
-    environment's DEDUP_RAY_SKETCH_ON) or "data" (Ray Data map_batches), the same results. Raises InputError and ConfigError as
-    the local engine does; ConfigError with the install command when Ray is missing.
+    environment's DEDUP_RAY_SKETCH_ON) or "data" (Ray Data map_batches), the same results.
+    Raises InputError and ConfigError as the local engine does; ConfigError with the install
+    command when Ray (or, for sketch_on "data", Ray Data) is missing.
     """
     from dedup import corpus
     from dedup.io import discover

@@ -65,6 +65,11 @@ class Reject:
     error: str
     raw: bytes
 
+    @property
+    def is_whole_file(self) -> bool:
+        """Line 0: the whole file was rejected (empty, unreadable), no record was read from it."""
+        return self.line == 0
+
     def to_json(self) -> bytes:
         try:
             raw, is_utf8 = self.raw.decode("utf-8"), True
