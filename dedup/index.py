@@ -45,15 +45,15 @@ import zstandard
 from dedup.config import Config
 from dedup.errors import ConfigError, InputError
 from dedup.kernels.band import (
-    key_directory, sorted_lookup, table_insert, table_lookup,
+    key_directory, probe_units, sorted_lookup, table_insert, table_lookup,
 )
 from dedup.kernels.shingle import CHAR, WORD, compact_sorted_inplace
-from dedup.kernels.sketch import document_units, overlaps_utf8, sketch_units
+from dedup.kernels.sketch import document_units, sketch_units, verify_utf8
 from dedup.kernels.verify import has_repeat_pair, set_overlaps
 from dedup.normtable import NORMALIZATION_VERSION, load_table
 from dedup.pipeline import (
     CONTAINED, EXACT, NEAR, SHINGLE_SEED, UNIT_HASH_SEED, Prepared, _fixed_permutations,
-    codepoints, find_groups, is_edge, kernel_threads, prepare, shingle_normalized, sort_segments,
+    codepoints, find_groups, kernel_threads, prepare, shingle_normalized, sort_segments,
     unit_band_keys,
 )
 from dedup.results import DocumentMatch, ParagraphRepeat, UnitMatch, Verdict
@@ -262,6 +262,10 @@ class _Found:
     verdict_parts: tuple
 
 
+_NO_KEYS = np.zeros(0, dtype=np.uint64)
+_NO_VALUES = np.zeros(0, dtype=np.int64)
+
+
 class _MultiMap:
     """uint64 key -> int64 values (unit ids), in memory: a sorted bulk searched through a
     directory (kernels.band.sorted_lookup: a few cache misses a key at any size), and a hash
@@ -353,6 +357,12 @@ class _MultiMap:
         keep = ~np.isin(self.entry_value[:n] >> self.code_bits, dead)
         self._table(self.entry_key.size, self.entry_key[:n][keep], self.entry_value[:n][keep])
 
+    def arrays(self, extra_keys=_NO_KEYS, extra_values=_NO_VALUES) -> tuple:
+        """The map as kernels.band.probe_units takes it, with a sorted extra part (uint64
+        keys, int64 values) searched too."""
+        return (self.keys, self.directory, self.shift, self.values, self.slot_key,
+                self.slot_head, self.entry_value, self.entry_next, extra_keys, extra_values)
+
     def lookup(self, queries: np.ndarray, extra=None) -> tuple[np.ndarray, np.ndarray]:
         """(query index, value) of every value under each query (64-bit int array); extra: a
         dict signed key -> values also searched (a transaction's own additions)."""
@@ -394,6 +404,7 @@ class _Buckets:
         self.bands = _MultiMap()
         self.exact = _MultiMap(code_bits=1)  # normalized hash -> unit id << 1 | kind
         self.dead = set()  # removed unit ids still in the maps
+        self._dead_array = _NO_VALUES  # dead as a sorted array; None when to be remade
         self.last_unit = 0
         self.last_drop = 0
 
@@ -417,6 +428,7 @@ class _Buckets:
             for seq, unit_id in drops:
                 if unit_id <= self.last_unit:  # else it came and went before we looked
                     self.dead.add(unit_id)
+                    self._dead_array = None
                 self.last_drop = seq
             self._maybe_merge()
 
@@ -447,6 +459,7 @@ class _Buckets:
             for found in (self.bands, self.exact):
                 found.drop(self.dead)
             self.dead = set()
+            self._dead_array = None
 
     def commit(self, overlay: "_Overlay"):
         """Merge a committed transaction's overlay."""
@@ -460,8 +473,29 @@ class _Buckets:
                 else:  # lists from _store: a few units
                     flat = [band_key for placed in keys for band_key in placed]
                 self._take(ids, kinds, hashes, flat, counts)
-            self.dead |= overlay.dead
+            if overlay.dead:
+                self.dead |= overlay.dead
+                self._dead_array = None
             self._maybe_merge()
+
+    def probe(self, analysis: "_Analysis", overlay) -> tuple:
+        """kernels.band.probe_units of the text's units against the stored ones and the
+        overlay's (a write transaction's own additions and removals)."""
+        is_active = analysis.norm_offsets[1:] > analysis.norm_offsets[:-1]
+        extra_bands = extra_exact = (_NO_KEYS, _NO_VALUES)
+        overlay_dead = ()
+        if overlay is not None:
+            extra_bands, extra_exact = overlay.arrays()
+            overlay_dead = overlay.dead
+        with self.lock:
+            if self._dead_array is None:  # self.dead changed since it was made
+                self._dead_array = _sorted_ids(self.dead)
+            dead = self._dead_array
+            if overlay_dead:
+                dead = _sorted_ids(self.dead | overlay_dead)
+            return probe_units(analysis.hashes, is_active, analysis.keys.view(np.uint64),
+                               self.exact.arrays(*extra_exact), self.bands.arrays(*extra_bands),
+                               dead)
 
     def find(self, keys: np.ndarray, overlay) -> tuple[np.ndarray, np.ndarray]:
         """(position in keys, unit id) of every live bucket member under the band keys
@@ -514,6 +548,7 @@ class _Overlay:
         self._by_hash = {}  # hash -> [unit id << 1 | kind]
         self._keys_indexed = 0    # entries of added already in _by_key
         self._hashes_indexed = 0  # and in _by_hash
+        self._arrays = None  # (additions counted, arrays()) when made
 
     def add(self, unit_id, kind, unit_hash, placed):
         self.added[unit_id] = (kind, unit_hash, placed)
@@ -538,6 +573,28 @@ class _Overlay:
                 self._by_hash.setdefault(unit_hash, []).append(unit_id << 1 | kind)
             self._hashes_indexed = len(self.added)
         return self._by_hash
+
+    def arrays(self) -> tuple:
+        """((band keys, unit ids), (hashes, unit id << 1 | kind)) of the additions, sorted by
+        key (uint64 keys, int64 values): the extra parts of probe_units' maps."""
+        if self._arrays is None or self._arrays[0] != len(self.added):
+            band_keys, band_ids, hashes, coded = [], [], [], []
+            for unit_id, (kind, unit_hash, placed) in self.added.items():
+                placed = np.asarray(placed, dtype=np.int64)
+                band_keys.append(placed)
+                band_ids.append(np.full(placed.size, unit_id, dtype=np.int64))
+                hashes.append(unit_hash)
+                coded.append(unit_id << 1 | kind)
+            parts = []
+            for keys, values in ((np.concatenate(band_keys or [_NO_VALUES]),
+                                  np.concatenate(band_ids or [_NO_VALUES])),
+                                 (np.asarray(hashes, dtype=np.int64),
+                                  np.asarray(coded, dtype=np.int64))):
+                keys = keys.view(np.uint64)
+                order = np.argsort(keys, kind="stable")
+                parts.append((keys[order], values[order]))
+            self._arrays = (len(self.added), tuple(parts))
+        return self._arrays[1]
 
     def copy(self) -> "_Overlay":
         other = _Overlay()
@@ -876,25 +933,23 @@ class Index:
         texts = [_decompress(row[4]) for row in rows]
         data_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum([len(t) for t in texts], out=data_offsets[1:])
-        numbers = np.asarray([row[:4] for row in rows], dtype=np.int64).reshape(-1, 4)
-        return {"ids": numbers[:, 0], "kinds": numbers[:, 1], "norm_lengths": numbers[:, 2],
-                "n_shingles": numbers[:, 3], "data_offsets": data_offsets,
+        # columns contiguous: the kernels are compiled for one layout
+        numbers = np.asarray([row[:4] for row in rows], dtype=np.int64).reshape(-1, 4).T.copy()
+        return {"ids": numbers[0], "kinds": numbers[1], "norm_lengths": numbers[2],
+                "n_shingles": numbers[3], "data_offsets": data_offsets,
                 "data": np.frombuffer(b"".join(texts), dtype=np.uint8)}
 
-    def _overlaps(self, values, offsets, stored, left, right) -> tuple:
-        """(jaccard, containment, sizes of the left units) of pairs (unit left[k] of values/
-        offsets, unit right[k] of stored, a _fetch_units), exactly as pair_similarities gives
-        them on sorted sets: the stored units are shingled from their text in the same kernel
-        call, and the left units' distinct shingles counted on the way."""
+    def _verify_stored(self, values, offsets, norm_offsets, stored, left, right) -> tuple:
+        """kernels.sketch.verify_utf8 of pairs (unit left[k] of values/offsets, whose
+        normalized lengths norm_offsets give; unit right[k] of stored, a _fetch_units), left
+        ascending: (jaccard, containment, sizes of the left units, is a repeat)."""
         config = self.config
-        by_left = np.argsort(left, kind="stable")  # one table per unit
-        shared = np.empty(left.size, dtype=np.int64)
-        left_sizes = np.empty(left.size, dtype=np.int64)
-        shared[by_left], left_sizes[by_left] = overlaps_utf8(
-            values, offsets, stored["data"], stored["data_offsets"], left[by_left],
-            right[by_left], config.ngram, WORD if config.shingle == "word" else CHAR,
-            SHINGLE_SEED)
-        return (*similarities(shared, left_sizes, stored["n_shingles"][right]), left_sizes)
+        return verify_utf8(values, offsets, norm_offsets, stored["data"],
+                           stored["data_offsets"], stored["n_shingles"],
+                           stored["norm_lengths"], left, right, config.ngram,
+                           WORD if config.shingle == "word" else CHAR, SHINGLE_SEED,
+                           config.threshold, config.containment_threshold,
+                           config.min_contained_length)
 
     def _lookup(self, conn, analysis: _Analysis) -> _Found:
         """Stored units that repeat the text's units, verified exactly; and the verdict."""
@@ -904,37 +959,16 @@ class Index:
         """(exact, bucket sizes, left, right ids) from the in-memory buckets alone: the text's
         units with a stored exact copy (unit -> stored id), the stored members of each band
         key found (inside add(); else empty), and the candidate pairs (unit, stored id) to
-        verify."""
+        verify (kernels.band.probe_units: a paragraph with an exact stored copy has its best
+        match already, and will not be stored anew, so its bands are not searched)."""
         overlay = getattr(self._local, "overlay", None)
-        active = analysis.active()
-        exact = {}
+        exact, counts, left, right_ids = self._buckets.probe(analysis, overlay)
+        found = np.flatnonzero(exact >= 0)
+        exact = dict(zip(found.tolist(), exact[found].tolist())) if found.size else {}
         bucket_sizes = {}
-        none = np.zeros(0, dtype=np.int64)
-        if not active:
-            return exact, bucket_sizes, none, none
-        units = np.asarray(active, dtype=np.int64)
-        query, unit_ids = self._buckets.find_exact(analysis.hashes.view(np.int64)[units],
-                                                   (units > 0).astype(np.int64), overlay)
-        exact = dict(zip(units[query].tolist(), unit_ids.tolist()))
-        # a paragraph with an exact stored copy has its best match already, and it will not
-        # be stored anew (no bucket to join): only the others need their bands
-        searched = np.asarray([u for u in active if u == 0 or u not in exact], dtype=np.int64)
-        flat = analysis.keys[searched].ravel()
-        query, unit_ids = self._buckets.find(flat, overlay)
-        if not query.size:
-            return exact, bucket_sizes, none, none
         if overlay is not None:  # add(): the bucket sizes decide where the text is stored
-            counts = np.bincount(query, minlength=flat.size)
-            hit = np.flatnonzero(counts)
-            bucket_sizes = dict(zip(flat[hit].tolist(), counts[hit].tolist()))
-        n_bands = analysis.keys.shape[1]
-        packed = np.unique((searched[query // n_bands] << 32) | unit_ids)
-        left, right_ids = packed >> 32, packed & 0xFFFFFFFF
-        if exact:  # the same text is already an exact match
-            same = np.fromiter((exact.get(u) == i for u, i in
-                                zip(left.tolist(), right_ids.tolist())), dtype=bool,
-                               count=left.size)
-            left, right_ids = left[~same], right_ids[~same]
+            hit = counts > 0
+            bucket_sizes = dict(zip(analysis.keys[hit].tolist(), counts[hit].tolist()))
         return exact, bucket_sizes, left, right_ids
 
     def _conclude(self, conn, analysis, candidates) -> _Found:
@@ -956,13 +990,11 @@ class Index:
         left, right, right_ids = left[is_kept], right[is_kept], right_ids[is_kept]
         if not left.size:
             return []
-        jaccard, containment, sizes = self._overlaps(analysis.raw, analysis.raw_offsets,
-                                                     stored, left, right)
+        jaccard, containment, sizes, keep = self._verify_stored(
+            analysis.raw, analysis.raw_offsets, analysis.norm_offsets, stored, left, right)
         if left[0] == 0:  # counted on the way: add() stores it
             analysis.document_size = int(sizes[0])
         stored_sizes = stored["n_shingles"][right]
-        shorter = np.minimum(analysis.norm_lengths[left], stored["norm_lengths"][right])
-        keep = is_edge(jaccard, containment, shorter, config)
         pairs = []
         for k in np.flatnonzero(keep).tolist():
             unit, unit_id = int(left[k]), int(right_ids[k])
@@ -1295,13 +1327,12 @@ class Index:
         if not left.size:
             return {}
         # sorted distinct sets are shingles in some order too: pair_overlaps takes them
-        jaccard, containment, sizes = self._overlaps(prepared.shingles, prepared.shingle_offsets,
-                                                     stored, left, right)
-        stored_lengths = stored["norm_lengths"][right]
+        norm_offsets = np.zeros(prepared.norm_lengths.size + 1, dtype=np.int64)
+        np.cumsum(prepared.norm_lengths, out=norm_offsets[1:])
+        jaccard, containment, sizes, keep = self._verify_stored(
+            prepared.shingles, prepared.shingle_offsets, norm_offsets, stored, left, right)
         stored_sizes = stored["n_shingles"][right]
         is_near = jaccard >= config.threshold
-        keep = is_edge(jaccard, containment, np.minimum(prepared.norm_lengths[left],
-                                                        stored_lengths), config)
         keep &= is_near | (sizes <= stored_sizes)  # contained: the unit is the smaller
         rank = np.where(is_near, 1, 2)
         similarity = np.where(is_near, jaccard, containment)
@@ -1675,6 +1706,10 @@ class BulkAdd:
         return BulkCounts(**counts)
 
 
+def _sorted_ids(ids: set) -> np.ndarray:
+    return np.sort(np.fromiter(ids, dtype=np.int64, count=len(ids)))
+
+
 def _kind_code(kind) -> int:
     if kind == "document":
         return DOCUMENT
@@ -1687,20 +1722,6 @@ def _json_ids(ids) -> str:
     """A JSON list of ints for json_each: a join of str (3.4 against json.dumps' 4.5 us on 8
     ids)."""
     return "[" + ",".join(map(str, ids)) + "]"
-
-
-def similarities(shared, size_a, size_b) -> tuple[np.ndarray, np.ndarray]:
-    """(jaccard, containment) float64 of pairs of sets from their distinct sizes and shared
-    counts (int64 arrays), with pair_similarities' formulas (both 0.0 when a set is empty),
-    so the same floats."""
-    union = size_a + size_b - shared
-    smaller = np.minimum(size_a, size_b)
-    is_empty = smaller == 0
-    jaccard = shared / np.where(is_empty, 1, union)
-    containment = shared / np.where(is_empty, 1, smaller)
-    jaccard[is_empty] = 0.0
-    containment[is_empty] = 0.0
-    return jaccard, containment
 
 
 def _sorted_sets(analysis: _Analysis, lo: int, hi: int) -> Prepared:

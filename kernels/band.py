@@ -271,3 +271,101 @@ def table_lookup(slot_key, slot_head, entry_value, entry_next, queries):
             n += 1
             entry = entry_next[entry]
     return query, value
+
+
+@njit(cache=True)
+def _map_values(bulk, queries):
+    """(query index, value) of every value under each query in one in-memory map: a tuple
+    (sorted keys, directory, shift, values, slot_key, slot_head, entry_value, entry_next,
+    extra sorted keys, extra values): a sorted bulk searched through its directory
+    (sorted_lookup), a hash table of recent additions (table_insert) and a small sorted
+    extra part (searched by bisection: a write transaction's own additions)."""
+    keys, directory, shift, values, slot_key, slot_head, entry_value, entry_next, \
+        extra_keys, extra_values = bulk
+    query, position = sorted_lookup(keys, directory, shift, queries)
+    recent_query, recent_value = table_lookup(slot_key, slot_head, entry_value, entry_next,
+                                              queries)
+    no_directory = np.array([0, extra_keys.size], dtype=np.int64)
+    extra_query, extra_position = sorted_lookup(extra_keys, no_directory, 64, queries)
+    n = query.size + recent_query.size + extra_query.size
+    all_query = np.empty(n, dtype=np.int64)
+    all_value = np.empty(n, dtype=np.int64)
+    k = 0
+    for i in range(query.size):
+        all_query[k], all_value[k] = query[i], values[position[i]]
+        k += 1
+    for i in range(recent_query.size):
+        all_query[k], all_value[k] = recent_query[i], recent_value[i]
+        k += 1
+    for i in range(extra_query.size):
+        all_query[k], all_value[k] = extra_query[i], extra_values[extra_position[i]]
+        k += 1
+    return all_query, all_value
+
+
+@njit(cache=True, inline="always")
+def _is_dead(dead, unit_id):
+    at = np.searchsorted(dead, unit_id)
+    return at < dead.size and dead[at] == unit_id
+
+
+@njit(cache=True)
+def probe_units(hashes, is_active, keys, exact_map, band_map, dead):
+    """Everything one text's units find in the in-memory maps of a persistent index, in one
+    call: their exact copies, the members of their buckets, and the candidate pairs to verify.
+
+    hashes: uint64[n_units] normalized hashes (unit 0 the document, kind 0; the others
+    paragraphs, kind 1); is_active: bool[n_units] (the unit normalizes to something);
+    keys: uint64[n_units, n_bands] band keys; exact_map: a map (see _map_values) hash ->
+    stored unit id << 1 | kind; band_map: band key -> stored unit id; dead: int64 sorted ids
+    of removed units, left out of every answer.
+    Returns (exact int64[n_units]: the stored unit of the same hash and kind, -1 if none;
+    counts int64[n_units, n_bands]: live members of each searched bucket, searched being the
+    active units save paragraphs with an exact copy; left, right int64[n_pairs]: the distinct
+    (unit, stored id) pairs sharing a bucket, but for a unit's own exact copy, sorted by
+    (left, right)).
+    """
+    n_units, n_bands = keys.shape
+    exact = np.full(n_units, -1, dtype=np.int64)
+    counts = np.zeros((n_units, n_bands), dtype=np.int64)
+    active = np.flatnonzero(is_active)
+    query, coded = _map_values(exact_map, hashes[active])
+    for i in range(query.size):
+        unit = active[query[i]]
+        kind = 0 if unit == 0 else 1
+        unit_id = coded[i] >> 1
+        if (coded[i] & 1) == kind and exact[unit] < 0 and not _is_dead(dead, unit_id):
+            exact[unit] = unit_id
+    n_searched = 0
+    searched = np.empty(active.size, dtype=np.int64)
+    for unit in active:
+        if unit == 0 or exact[unit] < 0:
+            searched[n_searched] = unit
+            n_searched += 1
+    flat = np.empty(n_searched * n_bands, dtype=np.uint64)
+    for s in range(n_searched):
+        flat[s * n_bands:(s + 1) * n_bands] = keys[searched[s]]
+    query, members = _map_values(band_map, flat)
+    left = np.empty(query.size, dtype=np.int64)
+    right = np.empty(query.size, dtype=np.int64)
+    n_pairs = 0
+    for i in range(query.size):
+        unit_id = members[i]
+        if _is_dead(dead, unit_id):
+            continue
+        unit = searched[query[i] // n_bands]
+        counts[unit, query[i] % n_bands] += 1
+        if exact[unit] != unit_id:
+            left[n_pairs], right[n_pairs] = unit, unit_id
+            n_pairs += 1
+    left, right = left[:n_pairs], right[:n_pairs]
+    order = np.argsort(right, kind="mergesort")
+    order = order[np.argsort(left[order], kind="mergesort")]
+    out_left = np.empty(n_pairs, dtype=np.int64)
+    out_right = np.empty(n_pairs, dtype=np.int64)
+    n = 0
+    for k in order:
+        if n == 0 or left[k] != out_left[n - 1] or right[k] != out_right[n - 1]:
+            out_left[n], out_right[n] = left[k], right[k]
+            n += 1
+    return exact, counts, out_left[:n], out_right[:n]

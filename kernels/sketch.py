@@ -328,3 +328,32 @@ def overlaps_utf8(raw, raw_offsets, data, data_offsets, left, right, n, mode, se
     way. Returns (shared, left_sizes) as pair_overlaps."""
     stored, stored_offsets = raw_shingles_utf8(data, data_offsets, n, mode, seed)
     return pair_overlaps(raw, raw_offsets, stored, stored_offsets, left, right)
+
+
+@njit(cache=True)
+def verify_utf8(raw, raw_offsets, norm_offsets, data, data_offsets, stored_sizes,
+                stored_lengths, left, right, n, mode, seed, threshold, containment_threshold,
+                min_contained_length):
+    """overlaps_utf8, then each pair's exact Jaccard and containment (pair_similarities'
+    formulas, so the same floats) and whether it is a repeat (pipeline.is_edge): the whole
+    verification of a persistent index's candidates in one call. stored_sizes: distinct
+    shingles of each stored unit; stored_lengths and norm_offsets: normalized lengths of
+    the stored and the left units. Pairs sorted by left build one table per left unit.
+    Returns (jaccard float64[n_pairs], containment float64[n_pairs], left_sizes int64[n_pairs],
+    keep bool[n_pairs])."""
+    shared, left_sizes = overlaps_utf8(raw, raw_offsets, data, data_offsets, left, right, n,
+                                       mode, seed)
+    n_pairs = left.size
+    jaccard = np.zeros(n_pairs, dtype=np.float64)
+    containment = np.zeros(n_pairs, dtype=np.float64)
+    keep = np.zeros(n_pairs, dtype=np.bool_)
+    for k in range(n_pairs):
+        size_a, size_b = left_sizes[k], stored_sizes[right[k]]
+        if size_a > 0 and size_b > 0:
+            jaccard[k] = shared[k] / (size_a + size_b - shared[k])
+            containment[k] = shared[k] / min(size_a, size_b)
+        shorter = min(norm_offsets[left[k] + 1] - norm_offsets[left[k]],
+                      stored_lengths[right[k]])
+        keep[k] = jaccard[k] >= threshold or (containment[k] >= containment_threshold
+                                              and shorter >= min_contained_length)
+    return jaccard, containment, left_sizes, keep

@@ -337,6 +337,21 @@ def test_same_key_with_another_text_is_an_error_or_a_replacement(tmp_path):
         assert index.integrity_check() == []
 
 
+def test_replacing_with_a_text_that_keeps_some_paragraphs(tmp_path):
+    """The old text's units die inside the replacing transaction: the paragraphs both texts
+    hold are stored anew, not matched against (or counted onto) the dead rows."""
+    kept = ARTICLE.split("\n")
+    edited = "\n".join(kept[:-1] + ["A closing paragraph written for the new version only."])
+    with Index.open(tmp_path / "a.idx") as index:
+        index.add("a", ARTICLE)
+        verdict = index.add("a", edited, replace=True)
+        assert verdict.is_added and not verdict.is_duplicate and verdict.paragraphs == ()
+        assert index.integrity_check() == []
+        assert index.check(edited).duplicate_of == "a"
+        repeat = index.check(kept[0] + "\nSomething new and unrelated to the rest.").paragraphs
+        assert [(r.key, r.repeats_start) for r in repeat] == [("a", 0)]
+
+
 def test_remove_leaves_what_a_fresh_index_would_hold(tmp_path, corpus):
     with Index.open(tmp_path / "a.idx") as index, Index.open(tmp_path / "b.idx") as fresh:
         for i in range(80):

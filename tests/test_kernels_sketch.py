@@ -12,8 +12,10 @@ import reference
 from dedup.kernels.band import band_keys, key_directory, sorted_lookup
 from dedup.kernels.minhash import minhash_signatures
 from dedup.kernels.shingle import CHAR, WORD, raw_shingles
-from dedup.kernels.sketch import document_units, overlaps_utf8, raw_shingles_utf8, sketch_units
-from dedup.kernels.verify import has_repeat_pair, pair_overlaps, set_overlaps
+from dedup.kernels.sketch import (
+    document_units, overlaps_utf8, raw_shingles_utf8, sketch_units, verify_utf8,
+)
+from dedup.kernels.verify import has_repeat_pair, pair_overlaps, pair_similarities, set_overlaps
 from dedup.normtable import load_table
 from dedup.config import Config
 from dedup.pipeline import SHINGLE_SEED, UNIT_HASH_SEED, codepoints, is_edge, permutations
@@ -241,3 +243,43 @@ def test_overlaps_utf8_counts_shared_shingles_with_stored_text(ours, stored, mod
         a = set(raw[raw_offsets[i]:raw_offsets[i + 1]].tolist())
         b = set(stored_raw[stored_offsets[j]:stored_offsets[j + 1]].tolist())
         assert shared[k] == len(a & b) and left_sizes[k] == len(a)
+
+
+@given(st.lists(st.text(alphabet="abcـفيﬁ ", max_size=30), min_size=1, max_size=4),
+       st.lists(st.text(alphabet="abcـفيﬁ ", max_size=30), min_size=1, max_size=4),
+       st.sampled_from([CHAR, WORD]), st.sampled_from([0.3, 0.5, 0.8]),
+       st.sampled_from([0.5, 0.9]), st.integers(0, 12))
+def test_verify_utf8_gives_pair_similarities_and_is_edge(ours, stored, mode, threshold,
+                                                         containment_threshold, min_length):
+    """The index's one-call verification: the same floats as pair_similarities on sorted
+    distinct sets, and the same decisions as is_edge."""
+    *_, norm, norm_offsets, _, raw, raw_offsets, _ = sketch(ours, mode, 3)
+    encoded = [s.encode("utf-8") for s in stored]
+    offsets = np.zeros(len(stored) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    stored_raw, stored_offsets = raw_shingles_utf8(data, offsets, 3, mode, SHINGLE_SEED)
+    sets = [sorted(set(raw[raw_offsets[i]:raw_offsets[i + 1]].tolist()))
+            for i in range(raw_offsets.size - 1)]
+    n_ours = len(sets)
+    sets += [sorted(set(stored_raw[stored_offsets[j]:stored_offsets[j + 1]].tolist()))
+             for j in range(len(stored))]
+    stored_sizes = np.asarray([len(x) for x in sets[n_ours:]], dtype=np.int64)
+    stored_lengths = np.asarray([len(x) for x in stored], dtype=np.int64)  # stand-ins
+    left = np.repeat(np.arange(n_ours), len(stored))
+    right = np.tile(np.arange(len(stored)), n_ours)
+    config = Config(threshold=threshold, containment_threshold=containment_threshold,
+                    min_contained_length=min_length)
+    jaccard, containment, left_sizes, keep = verify_utf8(
+        raw, raw_offsets, norm_offsets, data, offsets, stored_sizes, stored_lengths, left,
+        right, 3, mode, SHINGLE_SEED, config.threshold, config.containment_threshold,
+        config.min_contained_length)
+    set_offsets = np.zeros(len(sets) + 1, dtype=np.int64)
+    np.cumsum([len(x) for x in sets], out=set_offsets[1:])
+    values = np.asarray([v for x in sets for v in x], dtype=np.uint64)
+    want_jaccard, want_containment = pair_similarities(values, set_offsets, left, right + n_ours)
+    shorter = np.minimum(np.diff(norm_offsets)[left], stored_lengths[right])
+    assert np.array_equal(jaccard, want_jaccard)
+    assert np.array_equal(containment, want_containment)
+    assert np.array_equal(keep, is_edge(want_jaccard, want_containment, shorter, config))
+    assert left_sizes.tolist() == [len(sets[i]) for i in left.tolist()]
