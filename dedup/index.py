@@ -468,11 +468,7 @@ class _Buckets:
                 ids = list(overlay.added)
                 kinds, hashes, keys = zip(*overlay.added.values())
                 counts = [len(placed) for placed in keys]
-                if isinstance(keys[0], np.ndarray):  # from _insert_many: maybe millions
-                    flat = np.concatenate(keys)
-                else:  # lists from _store: a few units
-                    flat = [band_key for placed in keys for band_key in placed]
-                self._take(ids, kinds, hashes, flat, counts)
+                self._take(ids, kinds, hashes, np.concatenate(keys), counts)
             if overlay.dead:
                 self.dead |= overlay.dead
                 self._dead_array = None
@@ -1157,25 +1153,15 @@ class Index:
 
     def _store(self, conn, key, text_hash, analysis: _Analysis, found: _Found):
         hashes = analysis.hashes.view(np.int64).tolist()
-        keys = analysis.keys.tolist()
-        bucket_sizes = dict(found.bucket_sizes)
-        max_bucket = self.config.max_bucket
         active = analysis.active()
         uses = {}  # (hash, kind) -> occurrences in this text: the new rows' reference counts
         for unit in active:
             hash_kind = (hashes[unit], DOCUMENT if unit == 0 else PARAGRAPH)
             uses[hash_kind] = uses.get(hash_kind, 0) + 1
-        norm = None
         ids = {}  # (hash, kind) -> unit id
         more_refs = []
-        new_rows = []
+        new_units = []  # (unit, hash_kind, unit id) of the rows to insert
         next_unit, next_doc = self._next_ids(conn)  # ours to give: we hold the write lock
-        overlay = self._local.overlay
-        sizes = analysis.sizes().tolist()
-        lengths = analysis.norm_lengths.tolist()
-        # no bucket can fill up while this text's units join: each takes all its keys
-        is_roomy = max(bucket_sizes.values(), default=0) + len(active) <= max_bucket
-        n_bands = analysis.keys.shape[1]
         for unit in active:
             hash_kind = (hashes[unit], DOCUMENT if unit == 0 else PARAGRAPH)
             if hash_kind in ids:
@@ -1183,30 +1169,43 @@ class Index:
             unit_id = found.exact.get(unit)
             if unit_id is not None:
                 more_refs.append((uses[hash_kind], unit_id))
-                ids[hash_kind] = unit_id
-                continue
-            if is_roomy:
-                placed = list(dict.fromkeys(keys[unit]))
             else:
-                placed = []
-                for band_key in dict.fromkeys(keys[unit]):
-                    size = bucket_sizes.get(band_key, 0)
-                    if size < max_bucket:
-                        placed.append(band_key)
-                        bucket_sizes[band_key] = size + 1
-            if norm is None:  # the whole text's normalized units decoded once
-                norm = analysis.norm.astype("<u4").tobytes().decode("utf-32-le")
-                norm_offsets = analysis.norm_offsets.tolist()
-            blob = _compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]].encode("utf-8"))
-            unit_id = next_unit
-            next_unit += 1
-            new_rows.append(
-                (unit_id, hash_kind[1], hash_kind[0], lengths[unit], sizes[unit],
-                 uses[hash_kind], blob,
-                 (analysis.keys[unit] if len(placed) == n_bands else
-                  np.asarray(placed, dtype=np.int64)).astype("<i8").tobytes()))
+                unit_id = next_unit
+                next_unit += 1
+                new_units.append((unit, hash_kind, unit_id))
             ids[hash_kind] = unit_id
-            overlay.add(unit_id, hash_kind[1], hash_kind[0], placed)
+        new_rows = []
+        if new_units:
+            overlay = self._local.overlay
+            keys = analysis.keys
+            bucket_sizes = dict(found.bucket_sizes)
+            max_bucket = self.config.max_bucket
+            sizes = analysis.sizes().tolist()
+            lengths = analysis.norm_lengths.tolist()
+            # the whole text's normalized units decoded once
+            norm = analysis.norm.astype("<u4").tobytes().decode("utf-32-le")
+            norm_offsets = analysis.norm_offsets.tolist()
+            # no bucket can fill up while this text's units join: each takes all its keys
+            # (once: a key met twice in a unit, two bands hashing alike, is placed once)
+            is_roomy = max(bucket_sizes.values(), default=0) + len(active) <= max_bucket
+            ordered = np.sort(keys, axis=1)
+            has_repeat = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1).tolist()
+            for unit, (unit_hash, kind), unit_id in new_units:
+                if is_roomy and not has_repeat[unit]:
+                    placed = keys[unit]
+                else:
+                    kept = []
+                    for band_key in dict.fromkeys(keys[unit].tolist()):
+                        size = bucket_sizes.get(band_key, 0)
+                        if size < max_bucket:
+                            kept.append(band_key)
+                            if not is_roomy:
+                                bucket_sizes[band_key] = size + 1
+                    placed = np.asarray(kept, dtype=np.int64)
+                blob = _compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]].encode("utf-8"))
+                new_rows.append((unit_id, kind, unit_hash, lengths[unit], sizes[unit],
+                                 uses[(unit_hash, kind)], blob, placed.astype("<i8").tobytes()))
+                overlay.add(unit_id, kind, unit_hash, placed)
         if new_rows:
             conn.executemany(
                 "INSERT INTO units (id, kind, hash, norm_length, n_shingles, refs, norm, bands) "
