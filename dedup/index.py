@@ -264,6 +264,7 @@ class _Found:
 
 _NO_KEYS = np.zeros(0, dtype=np.uint64)
 _NO_VALUES = np.zeros(0, dtype=np.int64)
+_NO_ENTRIES = ((_NO_KEYS, _NO_VALUES), (_NO_KEYS, _NO_VALUES))
 
 
 class _MultiMap:
@@ -434,16 +435,13 @@ class _Buckets:
 
     def _take(self, ids, kinds, hashes, keys, counts):
         """Add units (ids above last_unit, ascending) with their kinds, normalized hashes
-        (sequences) and band keys (keys int64, counts[k] of them for unit k, in order)."""
-        ids = np.asarray(ids, dtype=np.int64)
+        and band keys (keys, counts[k] of them for unit k, in order): int64 arrays."""
         if not ids.size or ids[-1] <= self.last_unit:
             return
         values = np.repeat(ids, counts)
-        keys = np.asarray(keys, dtype=np.int64)
-        is_new = ids > self.last_unit  # a unit this handle took in already is skipped
-        coded = ids << 1 | np.asarray(kinds, dtype=np.int64)
-        hashes = np.asarray(hashes, dtype=np.int64)
-        if not is_new.all():
+        coded = ids << 1 | kinds
+        if ids[0] <= self.last_unit:  # a unit this handle took in already is skipped
+            is_new = ids > self.last_unit
             keys, values = keys[values > self.last_unit], values[values > self.last_unit]
             coded, hashes = coded[is_new], hashes[is_new]
         if ids.size > 4096:  # many: merge sorted arrays rather than fill the table
@@ -465,10 +463,13 @@ class _Buckets:
         """Merge a committed transaction's overlay."""
         with self.lock:
             if overlay.added:  # ids ascending: given out in order
-                ids = list(overlay.added)
-                kinds, hashes, keys = zip(*overlay.added.values())
-                counts = [len(placed) for placed in keys]
-                self._take(ids, kinds, hashes, np.concatenate(keys), counts)
+                n = len(overlay.added)
+                entries = list(overlay.added.values())
+                self._take(np.fromiter(overlay.added, dtype=np.int64, count=n),
+                           np.fromiter((e[0] for e in entries), dtype=np.int64, count=n),
+                           np.fromiter((e[1] for e in entries), dtype=np.int64, count=n),
+                           np.concatenate([e[2] for e in entries]),
+                           np.fromiter((len(e[2]) for e in entries), dtype=np.int64, count=n))
             if overlay.dead:
                 self.dead |= overlay.dead
                 self._dead_array = None
@@ -573,6 +574,8 @@ class _Overlay:
     def arrays(self) -> tuple:
         """((band keys, unit ids), (hashes, unit id << 1 | kind)) of the additions, sorted by
         key (uint64 keys, int64 values): the extra parts of probe_units' maps."""
+        if not self.added:
+            return _NO_ENTRIES
         if self._arrays is None or self._arrays[0] != len(self.added):
             band_keys, band_ids, hashes, coded = [], [], [], []
             for unit_id, (kind, unit_hash, placed) in self.added.items():
