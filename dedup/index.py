@@ -49,7 +49,7 @@ from dedup.kernels.band import (
 )
 from dedup.kernels.shingle import CHAR, WORD, compact_sorted_inplace
 from dedup.kernels.sketch import document_units, sketch_units, verify_utf8
-from dedup.kernels.verify import has_repeat_pair, set_overlaps
+from dedup.kernels.verify import paragraph_repeats, set_overlaps
 from dedup.normtable import NORMALIZATION_VERSION, load_table
 from dedup.pipeline import (
     CONTAINED, EXACT, NEAR, SHINGLE_SEED, UNIT_HASH_SEED, Prepared, _fixed_permutations,
@@ -1057,24 +1057,18 @@ class Index:
     def _within(self, analysis) -> dict:
         """Paragraphs repeating another paragraph of the same text, as dedup.flag finds them:
         unit -> (representative unit, kind, similarity)."""
-        n_paragraphs = len(analysis) - 1
-        if n_paragraphs < 2:
-            return {}
-        lengths = analysis.norm_lengths[1:]
-        active = np.flatnonzero(lengths > 0)
-        n_active = active.size
-        if n_active < 2:
-            return {}
-        # most texts repeat nothing: when no two paragraphs are equal and no pair verifies,
+        # most texts repeat nothing: when no pair verifies (equal paragraphs would),
         # find_groups (whose groups come only from equal units and verified pairs) finds none;
         # every pair's overlap is counted in one pass over the paragraphs' shingles
         config = self.config
-        if n_active * (n_active - 1) // 2 <= config.exhaustive_pairs:
-            sizes, shared = analysis.paragraph_overlaps()
-            if not has_repeat_pair(sizes, shared, lengths, config.threshold,
-                                   config.containment_threshold, config.min_contained_length) \
-                    and np.unique(analysis.hashes[1:][active]).size == n_active:
-                return {}
+        may_repeat, sizes, shared = paragraph_repeats(
+            analysis.raw, analysis.raw_offsets, analysis.norm_offsets, config.threshold,
+            config.containment_threshold, config.min_contained_length,
+            config.exhaustive_pairs)
+        if sizes.size:
+            analysis._overlaps = (sizes, shared)
+        if not may_repeat:
+            return {}
         with _kernels():
             groups = find_groups(_sorted_sets(analysis, 1, len(analysis)), self.config)
         within = {}

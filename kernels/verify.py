@@ -196,3 +196,35 @@ def has_repeat_pair(sizes, shared, lengths, threshold, containment_threshold,
                     min(lengths[i], lengths[j]) >= min_contained_length:
                 return True
     return False
+
+
+@njit(cache=True)
+def paragraph_repeats(raw, raw_offsets, norm_offsets, threshold, containment_threshold,
+                      min_contained_length, exhaustive_pairs):
+    """Whether the paragraphs of one text (units 1.. of raw/raw_offsets and norm_offsets;
+    unit 0 is the whole text) may repeat each other, in one call: False when fewer than two
+    of them normalize to something, or when they make at most exhaustive_pairs pairs and no
+    pair is a repeat (has_repeat_pair over set_overlaps). Two equal paragraphs are such a
+    pair: a unit that normalizes to something has at least one shingle, so equal ones have
+    Jaccard 1. Returns (may_repeat, sizes int64[n_paragraphs], shared
+    int64[n_paragraphs, n_paragraphs]), sizes and shared as set_overlaps gives them when
+    counted, else empty."""
+    n_paragraphs = raw_offsets.size - 2
+    sizes = np.zeros(0, dtype=np.int64)
+    shared = np.zeros((0, 0), dtype=np.int64)
+    if n_paragraphs < 2:
+        return False, sizes, shared
+    lengths = np.empty(n_paragraphs, dtype=np.int64)
+    n_active = 0
+    for p in range(n_paragraphs):
+        lengths[p] = norm_offsets[p + 2] - norm_offsets[p + 1]
+        if lengths[p] > 0:
+            n_active += 1
+    if n_active < 2:
+        return False, sizes, shared
+    if n_active * (n_active - 1) // 2 > exhaustive_pairs:
+        return True, sizes, shared
+    lo = raw_offsets[1]
+    sizes, shared = set_overlaps(raw[lo:], raw_offsets[1:] - lo, 0)
+    return has_repeat_pair(sizes, shared, lengths, threshold, containment_threshold,
+                           min_contained_length), sizes, shared

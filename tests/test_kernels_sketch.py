@@ -5,7 +5,7 @@ tested) kernels for what the one-text path must reproduce bit for bit."""
 import numpy as np
 import pytest
 import xxhash
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import reference
@@ -15,7 +15,9 @@ from dedup.kernels.shingle import CHAR, WORD, raw_shingles
 from dedup.kernels.sketch import (
     document_units, overlaps_utf8, raw_shingles_utf8, sketch_units, verify_utf8,
 )
-from dedup.kernels.verify import has_repeat_pair, pair_overlaps, pair_similarities, set_overlaps
+from dedup.kernels.verify import (
+    has_repeat_pair, pair_overlaps, pair_similarities, paragraph_repeats, set_overlaps,
+)
 from dedup.normtable import load_table
 from dedup.config import Config
 from dedup.pipeline import SHINGLE_SEED, UNIT_HASH_SEED, codepoints, is_edge, permutations
@@ -203,6 +205,47 @@ def test_has_repeat_pair_is_is_edge_on_some_pair(units, config):
                                          np.array([min(lengths[i], lengths[j])]), config)[0])
     assert has_repeat_pair(sizes, shared, lengths, config.threshold,
                            config.containment_threshold, config.min_contained_length) == expected
+
+
+@given(st.lists(st.sampled_from(["", "ab ab", "abc abd", "the river rose", "the river rose!",
+                                  "ﬁ", "the rivers rose fast"]), max_size=7),
+       st.sampled_from([CHAR, WORD]), st.sampled_from([0, 3, 100]))
+@example(["ﬁ", "ab ab", "ﬁ"], CHAR, 100)  # equal, and shorter than a shingle
+def test_paragraph_repeats_is_its_definition(paragraphs, mode, exhaustive_pairs):
+    """paragraph_repeats against its parts: no repeat with under two non-empty paragraphs;
+    a maybe past exhaustive_pairs; else has_repeat_pair, which equal paragraphs always
+    satisfy (the index's fast path relies on it: find_groups would group them)."""
+    config = Config(threshold=0.5, containment_threshold=0.7, min_contained_length=4)
+    *_, norm, norm_offsets, hashes, raw, raw_offsets, _ = sketch(["\n".join(paragraphs)], mode, 3)
+    # sketch keeps only the paragraphs with something in them: put the empty ones back
+    units = [0] + [k + 1 for k, p in enumerate(paragraphs) if p]
+    lengths = np.zeros(len(paragraphs) + 1, dtype=np.int64)
+    shingle_counts = np.zeros(len(paragraphs) + 1, dtype=np.int64)
+    all_hashes = np.zeros(len(paragraphs) + 1, dtype=np.uint64)
+    for k, unit in enumerate(units):
+        lengths[unit] = norm_offsets[k + 1] - norm_offsets[k]
+        shingle_counts[unit] = raw_offsets[k + 1] - raw_offsets[k]
+        all_hashes[unit] = hashes[k]
+    offsets = np.zeros(lengths.size + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    counts = np.zeros(lengths.size + 1, dtype=np.int64)
+    np.cumsum(shingle_counts, out=counts[1:])
+    may_repeat, sizes, shared = paragraph_repeats(
+        raw, counts, offsets, config.threshold, config.containment_threshold,
+        config.min_contained_length, exhaustive_pairs)
+    n_active = len(units) - 1
+    if n_active < 2:
+        assert not may_repeat
+    elif n_active * (n_active - 1) // 2 > exhaustive_pairs:
+        assert may_repeat
+    else:
+        want_sizes, want_shared = set_overlaps(raw[counts[1]:], counts[1:] - counts[1], 0)
+        assert np.array_equal(sizes, want_sizes) and np.array_equal(shared, want_shared)
+        same = len({int(all_hashes[u]) for u in units[1:]}) < n_active
+        assert may_repeat == has_repeat_pair(
+            want_sizes, want_shared, lengths[1:], config.threshold,
+            config.containment_threshold, config.min_contained_length)
+        assert may_repeat or not same
 
 
 @given(st.lists(st.text(alphabet="ab \t\r\n\x0b\x1c\x85\u2028\u3000ـ", max_size=30), min_size=1,
