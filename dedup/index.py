@@ -60,8 +60,10 @@ from dedup.results import DocumentMatch, ParagraphRepeat, UnitMatch, Verdict
 
 # 2: band keys in units.bands, buckets in memory; 3: zstd, not zlib, and no index on
 # units (hash, kind): exact classes are looked up in memory, and the index's random pages were
-# a third of what an add wrote to the WAL
-FORMAT_VERSION = 3
+# a third of what an add wrote to the WAL; 4: no reference counts in units (remove() asks the
+# indexes on docs.unit and paragraphs.unit): an add repeating stored paragraphs updated a row
+# at a random page of units for each
+FORMAT_VERSION = 4
 APPLICATION_ID = 0x64447570  # "dDup" in the SQLite header: tells our files from other databases
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DOCUMENT, PARAGRAPH = 0, 1
@@ -129,7 +131,6 @@ CREATE TABLE units (
     hash INTEGER NOT NULL,         -- xxh64 of the normalized unit, as in the batch path
     norm_length INTEGER NOT NULL,  -- normalized characters
     n_shingles INTEGER NOT NULL,
-    refs INTEGER NOT NULL,         -- docs rows (kind 0) or paragraphs rows (kind 1) using it
     norm BLOB NOT NULL,            -- zstd(UTF-8 of the normalized text): re-shingled to verify
     -- the band keys under which it is in a bucket (int64 little-endian): a key is missing
     -- only when its bucket was full. Buckets are kept in memory, loaded from these: 16 rows
@@ -417,10 +418,12 @@ class _Buckets:
             parts = []  # numpy columns per batch of rows: no Python object per unit stays
             while rows := cursor.fetchmany(1 << 16):
                 ids, kinds, hashes, blobs = zip(*rows)
+                lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
+                if (lengths % 8).any():  # a damaged file: integrity_check() names the units
+                    blobs = [blob[:len(blob) // 8 * 8] for blob in blobs]
                 parts.append((np.asarray(ids, dtype=np.int64), np.asarray(kinds, dtype=np.int64),
                               np.asarray(hashes, dtype=np.int64),
-                              np.frombuffer(b"".join(blobs), dtype="<i8"),
-                              np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs)) // 8))
+                              np.frombuffer(b"".join(blobs), dtype="<i8"), lengths // 8))
                 del rows, ids, kinds, hashes, blobs
             drops = conn.execute("SELECT seq, unit FROM dropped WHERE seq > ? ORDER BY seq",
                                  (self.last_drop,)).fetchall()
@@ -1151,12 +1154,7 @@ class Index:
     def _store(self, conn, key, text_hash, analysis: _Analysis, found: _Found):
         hashes = analysis.hashes.view(np.int64).tolist()
         active = analysis.active()
-        uses = {}  # (hash, kind) -> occurrences in this text: the new rows' reference counts
-        for unit in active:
-            hash_kind = (hashes[unit], DOCUMENT if unit == 0 else PARAGRAPH)
-            uses[hash_kind] = uses.get(hash_kind, 0) + 1
         ids = {}  # (hash, kind) -> unit id
-        more_refs = []
         new_units = []  # (unit, hash_kind, unit id) of the rows to insert
         next_unit, next_doc = self._next_ids(conn)  # ours to give: we hold the write lock
         for unit in active:
@@ -1164,9 +1162,7 @@ class Index:
             if hash_kind in ids:
                 continue
             unit_id = found.exact.get(unit)
-            if unit_id is not None:
-                more_refs.append((uses[hash_kind], unit_id))
-            else:
+            if unit_id is None:
                 unit_id = next_unit
                 next_unit += 1
                 new_units.append((unit, hash_kind, unit_id))
@@ -1200,15 +1196,13 @@ class Index:
                                 bucket_sizes[band_key] = size + 1
                     placed = np.asarray(kept, dtype=np.int64)
                 blob = _compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]].encode("utf-8"))
-                new_rows.append((unit_id, kind, unit_hash, lengths[unit], sizes[unit],
-                                 uses[(unit_hash, kind)], blob, placed.astype("<i8").tobytes()))
+                new_rows.append((unit_id, kind, unit_hash, lengths[unit], sizes[unit], blob,
+                                 placed.astype("<i8").tobytes()))
                 overlay.add(unit_id, kind, unit_hash, placed)
         if new_rows:
             conn.executemany(
-                "INSERT INTO units (id, kind, hash, norm_length, n_shingles, refs, norm, bands) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", new_rows)
-        if more_refs:
-            conn.executemany("UPDATE units SET refs = refs + ? WHERE id = ?", more_refs)
+                "INSERT INTO units (id, kind, hash, norm_length, n_shingles, norm, bands) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", new_rows)
         doc_id = next_doc
         self._local.next_ids = (next_unit, next_doc + 1)
         conn.execute(
@@ -1407,12 +1401,10 @@ class Index:
             np.asarray([w[0] for w in wanted], dtype=np.int64),
             np.asarray([w[1] for w in wanted], dtype=np.int64), overlay)
         ids.update((wanted[q], unit_id) for q, unit_id in zip(query.tolist(), unit_ids.tolist()))
-        existing = set(ids.values())
         next_unit, next_doc = self._next_ids(conn)
-        # first the rows: which units are new (and their ids), reference counts, documents
-        new_units = {}  # unit id -> [kind, hash, norm_length, n_shingles, refs, blob, bands]
+        # first the rows: which units are new (and their ids), documents
+        new_units = {}  # unit id -> [kind, hash, norm_length, n_shingles, blob, bands]
         new_where = []  # (analysis index, unit) of each new unit, in id order
-        more_refs = {}
         docs, paragraphs = [], []
         for index, ((key, text), analysis, hashes, active) in enumerate(
                 zip(todo, analyses, hash_lists, actives)):
@@ -1436,15 +1428,11 @@ class Index:
                     next_unit += 1
                     new_units[unit_id] = [
                         hash_kind[1], hash_kind[0], norm_offsets[unit + 1] - norm_offsets[unit],
-                        int(sizes[unit]), 0,
+                        int(sizes[unit]),
                         _compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]].encode("utf-8")),
                         None]
                     new_where.append((index, unit))
                     ids[hash_kind] = unit_id
-                if unit_id in existing:
-                    more_refs[unit_id] = more_refs.get(unit_id, 0) + 1
-                else:
-                    new_units[unit_id][4] += 1
                 doc_ids[unit] = unit_id
             doc_id = next_doc
             next_doc += 1
@@ -1458,13 +1446,11 @@ class Index:
         for unit_id, placed in zip(new_units, self._place(
                 [analyses[index].keys[unit] for index, unit in new_where])):
             row = new_units[unit_id]
-            row[6] = placed.astype("<i8").tobytes()
+            row[5] = placed.astype("<i8").tobytes()
             overlay.add(unit_id, row[0], row[1], placed)
         conn.executemany(
-            "INSERT INTO units (id, kind, hash, norm_length, n_shingles, refs, norm, bands) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(i, *row) for i, row in new_units.items()])
-        conn.executemany("UPDATE units SET refs = refs + ? WHERE id = ?",
-                         [(n, unit_id) for unit_id, n in more_refs.items()])
+            "INSERT INTO units (id, kind, hash, norm_length, n_shingles, norm, bands) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", [(i, *row) for i, row in new_units.items()])
         conn.executemany("INSERT INTO docs (id, key, text_hash, unit, n_chars, n_paragraphs) "
                          "VALUES (?, ?, ?, ?, ?, ?)", docs)
         conn.executemany("INSERT INTO paragraphs (doc, position, unit, start, end, line) "
@@ -1535,17 +1521,17 @@ class Index:
         if row is None:
             return False
         doc_id, doc_unit = row
-        refs = dict(conn.execute(
-            "SELECT unit, count(*) FROM paragraphs WHERE doc = ? GROUP BY unit", (doc_id,)))
+        used = {unit_id for (unit_id,) in conn.execute(
+            "SELECT unit FROM paragraphs WHERE doc = ?", (doc_id,))}
         if doc_unit is not None:
-            refs[doc_unit] = 1
+            used.add(doc_unit)
         conn.execute("DELETE FROM paragraphs WHERE doc = ?", (doc_id,))
         conn.execute("DELETE FROM docs WHERE id = ?", (doc_id,))
-        conn.executemany("UPDATE units SET refs = refs - ? WHERE id = ?",
-                         [(n, unit_id) for unit_id, n in refs.items()])
+        # the units no other document or paragraph uses (through docs_unit, paragraphs_unit)
         dead = [unit_id for (unit_id,) in conn.execute(
-            "SELECT id FROM units WHERE refs <= 0 AND id IN "
-            "(SELECT value FROM json_each(?))", (_json_ids(sorted(refs)),))]
+            "SELECT j.value FROM json_each(?) j WHERE NOT EXISTS (SELECT 1 FROM paragraphs "
+            "WHERE unit = j.value) AND NOT EXISTS (SELECT 1 FROM docs WHERE unit = j.value)",
+            (_json_ids(sorted(used)),))]
         if dead:
             conn.executemany("DELETE FROM units WHERE id = ?", [(d,) for d in dead])
             conn.executemany("INSERT INTO dropped (unit) VALUES (?)", [(d,) for d in dead])
@@ -1595,7 +1581,7 @@ class Index:
 
     def integrity_check(self, deep: bool = True) -> list[str]:
         """Problems found in the file (empty when sound): SQLite's integrity check, then the
-        references between tables and the reference counts; deep also re-makes every unit's
+        references between tables and that every unit is used; deep also re-makes every unit's
         shingles from its stored text and checks its counts and band rows."""
         def collect(conn):
             problems = [row[0] for row in conn.execute("PRAGMA integrity_check")
@@ -1612,11 +1598,10 @@ class Index:
                     "length(bands) % 8 != 0",
                 "units with the same normalized text": "SELECT min(id) FROM units "
                     "GROUP BY hash, kind HAVING count(*) > 1",
-                "document unit with a wrong reference count": "SELECT u.id FROM units u WHERE "
-                    "u.kind = 0 AND u.refs != (SELECT count(*) FROM docs d WHERE d.unit = u.id)",
-                "paragraph unit with a wrong reference count": "SELECT u.id FROM units u WHERE "
-                    "u.kind = 1 AND u.refs != (SELECT count(*) FROM paragraphs p "
-                    "WHERE p.unit = u.id)",
+                "document unit no document uses": "SELECT u.id FROM units u WHERE u.kind = 0 "
+                    "AND NOT EXISTS (SELECT 1 FROM docs d WHERE d.unit = u.id)",
+                "paragraph unit no paragraph uses": "SELECT u.id FROM units u WHERE u.kind = 1 "
+                    "AND NOT EXISTS (SELECT 1 FROM paragraphs p WHERE p.unit = u.id)",
                 "document with a wrong paragraph count": "SELECT d.key FROM docs d WHERE "
                     "d.n_paragraphs < (SELECT count(*) FROM paragraphs p WHERE p.doc = d.id)",
             }
@@ -1634,7 +1619,9 @@ class Index:
         buckets = {}  # band key -> units, from the stored band lists
         stored_keys = {}
         for unit_id, blob in conn.execute("SELECT id, bands FROM units"):
-            stored_keys[unit_id] = set(np.frombuffer(blob, dtype="<i8").tolist())
+            # a malformed list (reported above) is read up to its last whole key
+            stored_keys[unit_id] = set(np.frombuffer(blob[:len(blob) // 8 * 8],
+                                                     dtype="<i8").tolist())
             for band_key in stored_keys[unit_id]:
                 buckets.setdefault(band_key, set()).add(unit_id)
         cursor = conn.execute("SELECT id, kind, n_shingles, norm FROM units ORDER BY id")

@@ -352,6 +352,28 @@ def test_replacing_with_a_text_that_keeps_some_paragraphs(tmp_path):
         assert [(r.key, r.repeats_start) for r in repeat] == [("a", 0)]
 
 
+@pytest.mark.parametrize("damage, problem", [
+    ("DELETE FROM paragraphs WHERE position = 1", "paragraph unit no paragraph uses"),
+    ("DELETE FROM units WHERE kind = 1 AND id = (SELECT unit FROM paragraphs "
+     "WHERE position = 1)", "paragraph refers to a missing unit"),
+    ("UPDATE docs SET unit = NULL", "document unit no document uses"),
+    ("UPDATE units SET hash = 7 WHERE kind = 1", "units with the same normalized text"),
+    ("UPDATE units SET bands = x'00' WHERE kind = 0", "unit with a malformed band list"),
+    ("DELETE FROM docs", "paragraph refers to a missing document"),
+])
+def test_integrity_check_names_what_is_damaged(tmp_path, damage, problem):
+    path = tmp_path / "a.idx"
+    with Index.open(path) as index:
+        index.add("a", "A first paragraph of the story.\nA second paragraph, other words.")
+        assert index.integrity_check() == []
+    conn = sqlite3.connect(path)
+    conn.execute(damage)
+    conn.commit()
+    conn.close()
+    with Index.open(path, read_only=True) as index:
+        assert any(line.startswith(problem) for line in index.integrity_check())
+
+
 def test_remove_leaves_what_a_fresh_index_would_hold(tmp_path, corpus):
     with Index.open(tmp_path / "a.idx") as index, Index.open(tmp_path / "b.idx") as fresh:
         for i in range(80):
