@@ -941,16 +941,19 @@ class Index:
                 "n_shingles": numbers[3], "data_offsets": data_offsets,
                 "data": np.frombuffer(b"".join(texts), dtype=np.uint8)}
 
-    def _verify_stored(self, values, offsets, norm_offsets, stored, left, right) -> tuple:
+    def _verify_stored(self, values, offsets, norm_offsets, stored, left, right_ids,
+                       kinds) -> tuple:
         """kernels.sketch.verify_utf8 of pairs (unit left[k] of values/offsets, whose
-        normalized lengths norm_offsets give; unit right[k] of stored, a _fetch_units), left
-        ascending: (jaccard, containment, sizes of the left units, is a repeat)."""
+        normalized lengths norm_offsets give; stored unit right_ids[k] of stored, a
+        _fetch_units), left ascending, kinds (of unit 0, of the others): (jaccard,
+        containment, sizes of the left units (-1: the stored unit is gone or of another
+        kind), is a repeat, is inside the stored unit)."""
         config = self.config
         return verify_utf8(values, offsets, norm_offsets, stored["data"],
-                           stored["data_offsets"], stored["n_shingles"],
-                           stored["norm_lengths"], left, right, config.ngram,
-                           WORD if config.shingle == "word" else CHAR, SHINGLE_SEED,
-                           config.threshold, config.containment_threshold,
+                           stored["data_offsets"], stored["ids"], stored["kinds"],
+                           stored["n_shingles"], stored["norm_lengths"], left, right_ids,
+                           *kinds, config.ngram, WORD if config.shingle == "word" else CHAR,
+                           SHINGLE_SEED, config.threshold, config.containment_threshold,
                            config.min_contained_length)
 
     def _lookup(self, conn, analysis: _Analysis) -> _Found:
@@ -982,28 +985,21 @@ class Index:
 
     def _verify(self, conn, analysis, left, right_ids) -> list[tuple]:
         """Verified repeats: (unit, stored id, kind, similarity, jaccard, containment,
-        is_inside_stored) for each candidate pair that is an edge of the batch path."""
-        config = self.config
-        stored = self._fetch_units(conn, np.unique(right_ids).tolist())
-        right = np.minimum(np.searchsorted(stored["ids"], right_ids), stored["ids"].size - 1)
-        # gone since the buckets were read, or of the other kind: not a candidate
-        is_kept = (stored["ids"][right] == right_ids) & \
-            (stored["kinds"][right] == (left > 0)) if stored["ids"].size else left < 0
-        left, right, right_ids = left[is_kept], right[is_kept], right_ids[is_kept]
-        if not left.size:
-            return []
-        jaccard, containment, sizes, keep = self._verify_stored(
-            analysis.raw, analysis.raw_offsets, analysis.norm_offsets, stored, left, right)
-        if left[0] == 0:  # counted on the way: add() stores it
+        is_inside_stored) for each candidate pair that is an edge of the batch path (a stored
+        unit gone since the buckets were read is not a candidate)."""
+        stored = self._fetch_units(conn, sorted(set(right_ids.tolist())))
+        jaccard, containment, sizes, keep, inside = self._verify_stored(
+            analysis.raw, analysis.raw_offsets, analysis.norm_offsets, stored, left, right_ids,
+            (DOCUMENT, PARAGRAPH))
+        if left[0] == 0 and sizes[0] >= 0:  # counted on the way: add() stores it
             analysis.document_size = int(sizes[0])
-        stored_sizes = stored["n_shingles"][right]
+        threshold = self.config.threshold
         pairs = []
         for k in np.flatnonzero(keep).tolist():
-            unit, unit_id = int(left[k]), int(right_ids[k])
             jac, cont = float(jaccard[k]), float(containment[k])
-            kind, similarity = (NEAR, jac) if jac >= config.threshold else (CONTAINED, cont)
-            is_inside = bool(kind == NEAR or sizes[k] <= stored_sizes[k])
-            pairs.append((unit, unit_id, kind, similarity, jac, cont, is_inside))
+            kind, similarity = (NEAR, jac) if jac >= threshold else (CONTAINED, cont)
+            pairs.append((int(left[k]), int(right_ids[k]), kind, similarity, jac, cont,
+                          bool(inside[k])))
         return pairs
 
     def _describe(self, conn, analysis, exact, pairs) -> tuple:
@@ -1296,8 +1292,9 @@ class Index:
             left = searched[rows]
             if left.size:
                 pairs = np.unique(np.stack((left, unit_ids), axis=1), axis=0)
-                best.update(self._verify_pairs(conn, prepared, kind_code, pairs[:, 0],
-                                               pairs[:, 1]))
+                best.update(self._verify_pairs(conn, prepared, kind_code,
+                                               np.ascontiguousarray(pairs[:, 0]),
+                                               np.ascontiguousarray(pairs[:, 1])))
             where = self._first_places(conn, kind_code, {b[2] for b in best.values()})
         out = [None] * n_units
         for unit, (kind, similarity, unit_id) in best.items():
@@ -1310,20 +1307,14 @@ class Index:
         (unit of prepared, stored unit id) where the unit is the smaller side or near."""
         config = self.config
         stored = self._fetch_units(conn, np.unique(right_ids).tolist())
-        right = np.minimum(np.searchsorted(stored["ids"], right_ids), stored["ids"].size - 1)
-        is_kept = (stored["ids"][right] == right_ids) & (stored["kinds"][right] == kind_code) \
-            if stored["ids"].size else left < 0
-        left, right, right_ids = left[is_kept], right[is_kept], right_ids[is_kept]
-        if not left.size:
-            return {}
         # sorted distinct sets are shingles in some order too: pair_overlaps takes them
         norm_offsets = np.zeros(prepared.norm_lengths.size + 1, dtype=np.int64)
         np.cumsum(prepared.norm_lengths, out=norm_offsets[1:])
-        jaccard, containment, sizes, keep = self._verify_stored(
-            prepared.shingles, prepared.shingle_offsets, norm_offsets, stored, left, right)
-        stored_sizes = stored["n_shingles"][right]
+        jaccard, containment, sizes, keep, inside = self._verify_stored(
+            prepared.shingles, prepared.shingle_offsets, norm_offsets, stored, left, right_ids,
+            (kind_code, kind_code))
         is_near = jaccard >= config.threshold
-        keep &= is_near | (sizes <= stored_sizes)  # contained: the unit is the smaller
+        keep &= inside  # contained: the unit is the smaller
         rank = np.where(is_near, 1, 2)
         similarity = np.where(is_near, jaccard, containment)
         picked = np.flatnonzero(keep)

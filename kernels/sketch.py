@@ -331,29 +331,50 @@ def overlaps_utf8(raw, raw_offsets, data, data_offsets, left, right, n, mode, se
 
 
 @njit(cache=True)
-def verify_utf8(raw, raw_offsets, norm_offsets, data, data_offsets, stored_sizes,
-                stored_lengths, left, right, n, mode, seed, threshold, containment_threshold,
-                min_contained_length):
-    """overlaps_utf8, then each pair's exact Jaccard and containment (pair_similarities'
-    formulas, so the same floats) and whether it is a repeat (pipeline.is_edge): the whole
-    verification of a persistent index's candidates in one call. stored_sizes: distinct
-    shingles of each stored unit; stored_lengths and norm_offsets: normalized lengths of
-    the stored and the left units. Pairs sorted by left build one table per left unit.
-    Returns (jaccard float64[n_pairs], containment float64[n_pairs], left_sizes int64[n_pairs],
-    keep bool[n_pairs])."""
-    shared, left_sizes = overlaps_utf8(raw, raw_offsets, data, data_offsets, left, right, n,
-                                       mode, seed)
+def verify_utf8(raw, raw_offsets, norm_offsets, data, data_offsets, stored_ids, stored_kinds,
+                stored_sizes, stored_lengths, left, right_ids, first_kind, other_kind, n, mode,
+                seed, threshold, containment_threshold, min_contained_length):
+    """The whole verification of a persistent index's candidate pairs in one call: each pair
+    (unit left[k] of raw/raw_offsets, stored unit right_ids[k]) is looked up among the stored
+    units fetched (stored_ids ascending, with their kinds, distinct shingle counts, normalized
+    lengths, and UTF-8 text in data/data_offsets); a pair whose stored unit is missing or of
+    another kind than its left unit (first_kind for unit 0, other_kind for the others) is
+    left out.
+    The others get overlaps_utf8's counts, pair_similarities' Jaccard and containment (the
+    same formulas, so the same floats) and pipeline.is_edge. Pairs sorted by left build one
+    table per left unit.
+    Returns (jaccard float64[n_pairs], containment float64[n_pairs], left_sizes int64[n_pairs]
+    (-1 for a pair left out), keep bool[n_pairs]: a repeat, inside bool[n_pairs]: a near copy,
+    or the left unit has no more distinct shingles than the stored one)."""
     n_pairs = left.size
+    rows = np.empty(n_pairs, dtype=np.int64)
+    found = np.empty(n_pairs, dtype=np.int64)  # pair indexes whose stored unit is there
+    n_found = 0
+    for k in range(n_pairs):
+        row = np.searchsorted(stored_ids, right_ids[k])
+        kind = first_kind if left[k] == 0 else other_kind
+        if row < stored_ids.size and stored_ids[row] == right_ids[k] and \
+                stored_kinds[row] == kind:
+            rows[n_found] = row
+            found[n_found] = k
+            n_found += 1
+    rows, found = rows[:n_found], found[:n_found]
+    shared, sizes = overlaps_utf8(raw, raw_offsets, data, data_offsets, left[found], rows, n,
+                                  mode, seed)
     jaccard = np.zeros(n_pairs, dtype=np.float64)
     containment = np.zeros(n_pairs, dtype=np.float64)
+    left_sizes = np.full(n_pairs, -1, dtype=np.int64)
     keep = np.zeros(n_pairs, dtype=np.bool_)
-    for k in range(n_pairs):
-        size_a, size_b = left_sizes[k], stored_sizes[right[k]]
+    inside = np.zeros(n_pairs, dtype=np.bool_)
+    for i in range(n_found):
+        k, row = found[i], rows[i]
+        size_a, size_b = sizes[i], stored_sizes[row]
+        left_sizes[k] = size_a
         if size_a > 0 and size_b > 0:
-            jaccard[k] = shared[k] / (size_a + size_b - shared[k])
-            containment[k] = shared[k] / min(size_a, size_b)
-        shorter = min(norm_offsets[left[k] + 1] - norm_offsets[left[k]],
-                      stored_lengths[right[k]])
+            jaccard[k] = shared[i] / (size_a + size_b - shared[i])
+            containment[k] = shared[i] / min(size_a, size_b)
+        shorter = min(norm_offsets[left[k] + 1] - norm_offsets[left[k]], stored_lengths[row])
         keep[k] = jaccard[k] >= threshold or (containment[k] >= containment_threshold
                                               and shorter >= min_contained_length)
-    return jaccard, containment, left_sizes, keep
+        inside[k] = jaccard[k] >= threshold or size_a <= size_b
+    return jaccard, containment, left_sizes, keep, inside

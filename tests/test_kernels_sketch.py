@@ -309,20 +309,32 @@ def test_verify_utf8_gives_pair_similarities_and_is_edge(ours, stored, mode, thr
              for j in range(len(stored))]
     stored_sizes = np.asarray([len(x) for x in sets[n_ours:]], dtype=np.int64)
     stored_lengths = np.asarray([len(x) for x in stored], dtype=np.int64)  # stand-ins
-    left = np.repeat(np.arange(n_ours), len(stored))
-    right = np.tile(np.arange(len(stored)), n_ours)
+    # stored unit j has id 10 + 2j and kind j % 2; the pairs also name a missing id, 11
+    stored_ids = 10 + 2 * np.arange(len(stored))
+    stored_kinds = np.arange(len(stored)) % 2
+    left = np.repeat(np.arange(n_ours), len(stored) + 1)
+    right = np.tile(np.append(np.arange(len(stored)), -1), n_ours)
+    right_ids = np.where(right >= 0, 10 + 2 * right, 11)
     config = Config(threshold=threshold, containment_threshold=containment_threshold,
                     min_contained_length=min_length)
-    jaccard, containment, left_sizes, keep = verify_utf8(
-        raw, raw_offsets, norm_offsets, data, offsets, stored_sizes, stored_lengths, left,
-        right, 3, mode, SHINGLE_SEED, config.threshold, config.containment_threshold,
-        config.min_contained_length)
+    jaccard, containment, left_sizes, keep, inside = verify_utf8(
+        raw, raw_offsets, norm_offsets, data, offsets, stored_ids, stored_kinds, stored_sizes,
+        stored_lengths, left, right_ids, 1, 0, 3, mode, SHINGLE_SEED, config.threshold,
+        config.containment_threshold, config.min_contained_length)
+    # left unit 0 pairs with kind 1, the others with kind 0; the missing id with none
+    found = (right >= 0) & (stored_kinds[right] == np.where(left == 0, 1, 0))
     set_offsets = np.zeros(len(sets) + 1, dtype=np.int64)
     np.cumsum([len(x) for x in sets], out=set_offsets[1:])
     values = np.asarray([v for x in sets for v in x], dtype=np.uint64)
-    want_jaccard, want_containment = pair_similarities(values, set_offsets, left, right + n_ours)
-    shorter = np.minimum(np.diff(norm_offsets)[left], stored_lengths[right])
-    assert np.array_equal(jaccard, want_jaccard)
-    assert np.array_equal(containment, want_containment)
-    assert np.array_equal(keep, is_edge(want_jaccard, want_containment, shorter, config))
-    assert left_sizes.tolist() == [len(sets[i]) for i in left.tolist()]
+    want_jaccard, want_containment = pair_similarities(values, set_offsets, left[found],
+                                                       right[found] + n_ours)
+    shorter = np.minimum(np.diff(norm_offsets)[left[found]], stored_lengths[right[found]])
+    assert np.array_equal(jaccard[found], want_jaccard)
+    assert np.array_equal(containment[found], want_containment)
+    assert np.array_equal(keep[found], is_edge(want_jaccard, want_containment, shorter, config))
+    sizes = np.asarray([len(sets[i]) for i in left[found].tolist()], dtype=np.int64)
+    assert left_sizes[found].tolist() == sizes.tolist()
+    assert inside[found].tolist() == ((want_jaccard >= threshold)
+                                      | (sizes <= stored_sizes[right[found]])).tolist()
+    assert not keep[~found].any() and not inside[~found].any()
+    assert (left_sizes[~found] == -1).all() and not jaccard[~found].any()
