@@ -178,11 +178,16 @@ def _compress(data: bytes) -> bytes:
     return codec(data)
 
 
-def _decompress(blob: bytes) -> bytes:
+def _decompressor():
+    """This thread's zstd decompress function."""
     codec = getattr(_CODECS, "decompress", None)
     if codec is None:
         codec = _CODECS.decompress = zstandard.ZstdDecompressor().decompress
-    return codec(blob)
+    return codec
+
+
+def _decompress(blob: bytes) -> bytes:
+    return _decompressor()(blob)
 
 
 def _decode_norm(blob: bytes) -> np.ndarray:
@@ -887,8 +892,11 @@ class Index:
         """Split, normalize, hash, shingle and band every text and its paragraphs in two
         kernel calls on the calling thread (kernels.sketch)."""
         cps = codepoints(texts[0] if len(texts) == 1 else "".join(texts))
-        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-        np.cumsum([len(text) for text in texts], out=offsets[1:])
+        if len(texts) == 1:
+            offsets = np.array([0, len(texts[0])], dtype=np.int64)
+        else:
+            offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+            np.cumsum([len(text) for text in texts], out=offsets[1:])
         starts, ends, lines, firsts = document_units(cps, offsets, _IS_SPACE)
         norm, norm_offsets, hashes, raw, raw_offsets, keys = sketch_units(
             cps, starts, ends, firsts, *self._sketch_args)
@@ -932,11 +940,13 @@ class Index:
                 "SELECT u.id, u.kind, u.norm_length, u.n_shingles, u.norm FROM json_each(?) j "
                 "CROSS JOIN units u ON u.id = j.value",
                 (_json_ids(unit_ids[lo:lo + _SQL_CHUNK]),)).fetchall()
-        texts = [_decompress(row[4]) for row in rows]
+        columns = tuple(zip(*rows)) or ((),) * 5
+        texts = list(map(_decompressor(), columns[4]))
         data_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum([len(t) for t in texts], out=data_offsets[1:])
-        # columns contiguous: the kernels are compiled for one layout
-        numbers = np.asarray([row[:4] for row in rows], dtype=np.int64).reshape(-1, 4).T.copy()
+        np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)),
+                  out=data_offsets[1:])
+        # one contiguous row per column: the kernels are compiled for one layout
+        numbers = np.array(columns[:4], dtype=np.int64).reshape(4, -1)
         return {"ids": numbers[0], "kinds": numbers[1], "norm_lengths": numbers[2],
                 "n_shingles": numbers[3], "data_offsets": data_offsets,
                 "data": np.frombuffer(b"".join(texts), dtype=np.uint8)}
