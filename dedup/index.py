@@ -49,7 +49,9 @@ from dedup.kernels.band import (
 )
 from dedup.kernels.shingle import CHAR, WORD, compact_sorted_inplace
 from dedup.kernels.sketch import document_units, sketch_units, verify_utf8
-from dedup.kernels.verify import paragraph_repeats, set_overlaps
+from dedup.kernels.verify import (
+    BIT_WORDS, pair_bound, paragraph_repeats, set_overlaps, shingle_bits,
+)
 from dedup.normtable import NORMALIZATION_VERSION, load_table
 from dedup.pipeline import (
     CONTAINED, EXACT, NEAR, SHINGLE_SEED, UNIT_HASH_SEED, Prepared, _fixed_permutations,
@@ -62,8 +64,9 @@ from dedup.results import DocumentMatch, ParagraphRepeat, UnitMatch, Verdict
 # units (hash, kind): exact classes are looked up in memory, and the index's random pages were
 # a third of what an add wrote to the WAL; 4: no reference counts in units (remove() asks the
 # indexes on docs.unit and paragraphs.unit): an add repeating stored paragraphs updated a row
-# at a random page of units for each
-FORMAT_VERSION = 4
+# at a random page of units for each; 5: units.bits, the summary that lets a check drop most
+# false candidates without reading them
+FORMAT_VERSION = 5
 APPLICATION_ID = 0x64447570  # "dDup" in the SQLite header: tells our files from other databases
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DOCUMENT, PARAGRAPH = 0, 1
@@ -135,7 +138,11 @@ CREATE TABLE units (
     -- the band keys under which it is in a bucket (int64 little-endian): a key is missing
     -- only when its bucket was full. Buckets are kept in memory, loaded from these: 16 rows
     -- per unit inserted at random places of a B-tree cost most of an add.
-    bands BLOB NOT NULL
+    bands BLOB NOT NULL,
+    -- which of 512 parts of the hash space its shingles fall in (kernels.verify.shingle_bits,
+    -- 8 uint64 little-endian): with n_shingles, an upper bound on what a candidate can share
+    -- with it, held in memory, so that most false candidates are never read
+    bits BLOB NOT NULL
     -- (hash, kind) is unique, kept so by the writer (under the write lock, from the in-memory
     -- exact classes) and checked by integrity_check()
 );
@@ -271,6 +278,7 @@ class _Found:
 _NO_KEYS = np.zeros(0, dtype=np.uint64)
 _NO_VALUES = np.zeros(0, dtype=np.int64)
 _NO_ENTRIES = ((_NO_KEYS, _NO_VALUES), (_NO_KEYS, _NO_VALUES))
+_BITS_BYTES = 8 * BIT_WORDS
 
 
 class _MultiMap:
@@ -411,6 +419,9 @@ class _Buckets:
         self.bands = _MultiMap()
         self.exact = _MultiMap(code_bits=1)  # normalized hash -> unit id << 1 | kind
         self.dead = set()  # removed unit ids still in the maps
+        # by unit id: distinct shingles (0: no summary) and shingle_bits, for pair_bound
+        self.sizes = np.zeros(0, dtype=np.int64)
+        self.bits = np.zeros((0, BIT_WORDS), dtype=np.uint64)
         self._dead_array = _NO_VALUES  # dead as a sorted array; None when to be remade
         self.last_unit = 0
         self.last_drop = 0
@@ -418,18 +429,24 @@ class _Buckets:
     def refresh(self, conn):
         """Take in what other connections committed since the last refresh."""
         with self.lock:
-            cursor = conn.execute("SELECT id, kind, hash, bands FROM units WHERE id > ? "
-                                  "ORDER BY id", (self.last_unit,))
+            cursor = conn.execute("SELECT id, kind, hash, bands, n_shingles, bits FROM units "
+                                  "WHERE id > ? ORDER BY id", (self.last_unit,))
             parts = []  # numpy columns per batch of rows: no Python object per unit stays
             while rows := cursor.fetchmany(1 << 16):
-                ids, kinds, hashes, blobs = zip(*rows)
+                ids, kinds, hashes, blobs, sizes, bits = zip(*rows)
                 lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
                 if (lengths % 8).any():  # a damaged file: integrity_check() names the units
                     blobs = [blob[:len(blob) // 8 * 8] for blob in blobs]
+                sizes = np.asarray(sizes, dtype=np.int64)
+                is_bad = [len(row) != _BITS_BYTES for row in bits]
+                if any(is_bad):  # damaged too: no summary, so never a bound
+                    sizes[is_bad] = 0
+                    bits = [bytes(_BITS_BYTES) if bad else row for row, bad in zip(bits, is_bad)]
                 parts.append((np.asarray(ids, dtype=np.int64), np.asarray(kinds, dtype=np.int64),
                               np.asarray(hashes, dtype=np.int64),
-                              np.frombuffer(b"".join(blobs), dtype="<i8"), lengths // 8))
-                del rows, ids, kinds, hashes, blobs
+                              np.frombuffer(b"".join(blobs), dtype="<i8"), lengths // 8, sizes,
+                              np.frombuffer(b"".join(bits), dtype="<u8").reshape(-1, BIT_WORDS)))
+                del rows, ids, kinds, hashes, blobs, sizes, bits
             drops = conn.execute("SELECT seq, unit FROM dropped WHERE seq > ? ORDER BY seq",
                                  (self.last_drop,)).fetchall()
             if parts:
@@ -441,11 +458,22 @@ class _Buckets:
                 self.last_drop = seq
             self._maybe_merge()
 
-    def _take(self, ids, kinds, hashes, keys, counts):
-        """Add units (ids above last_unit, ascending) with their kinds, normalized hashes
-        and band keys (keys, counts[k] of them for unit k, in order): int64 arrays."""
+    def _take(self, ids, kinds, hashes, keys, counts, sizes, bits):
+        """Add units (ids above last_unit, ascending) with their kinds, normalized hashes,
+        band keys (keys, counts[k] of them for unit k, in order), distinct shingle counts
+        (int64 arrays) and shingle_bits rows (uint64[n, 8])."""
         if not ids.size or ids[-1] <= self.last_unit:
             return
+        if ids[-1] >= self.sizes.size:  # the summaries are indexed by unit id
+            capacity = max(1024, self.sizes.size)
+            while capacity <= ids[-1]:
+                capacity *= 2
+            self.sizes = np.concatenate((self.sizes, np.zeros(capacity - self.sizes.size,
+                                                              dtype=np.int64)))
+            self.bits = np.concatenate((self.bits, np.zeros(
+                (capacity - self.bits.shape[0], BIT_WORDS), dtype=np.uint64)))
+        self.sizes[ids] = sizes
+        self.bits[ids] = bits
         values = np.repeat(ids, counts)
         coded = ids << 1 | kinds
         if ids[0] <= self.last_unit:  # a unit this handle took in already is skipped
@@ -477,7 +505,9 @@ class _Buckets:
                            np.fromiter((e[0] for e in entries), dtype=np.int64, count=n),
                            np.fromiter((e[1] for e in entries), dtype=np.int64, count=n),
                            np.concatenate([e[2] for e in entries]),
-                           np.fromiter((len(e[2]) for e in entries), dtype=np.int64, count=n))
+                           np.fromiter((len(e[2]) for e in entries), dtype=np.int64, count=n),
+                           np.fromiter((e[3] for e in entries), dtype=np.int64, count=n),
+                           np.stack([e[4] for e in entries]))
             if overlay.dead:
                 self.dead |= overlay.dead
                 self._dead_array = None
@@ -501,6 +531,15 @@ class _Buckets:
             return probe_units(analysis.hashes, is_active, analysis.keys.view(np.uint64),
                                self.exact.arrays(*extra_exact), self.bands.arrays(*extra_bands),
                                dead)
+
+    def bound(self, analysis: "_Analysis", left, right_ids, config) -> np.ndarray:
+        """kernels.verify.pair_bound of candidate pairs (unit of the text, stored unit id,
+        sorted by unit): which may be repeats. A unit this transaction added has no summary
+        here yet, and is kept."""
+        with self.lock:
+            sizes, bits = self.sizes, self.bits
+        return pair_bound(analysis.raw, analysis.raw_offsets, left, right_ids, sizes, bits,
+                          config.threshold, config.containment_threshold)
 
     def find(self, keys: np.ndarray, overlay) -> tuple[np.ndarray, np.ndarray]:
         """(position in keys, unit id) of every live bucket member under the band keys
@@ -547,7 +586,7 @@ class _Overlay:
     dicts by key are brought up to date when asked for, not on every add."""
 
     def __init__(self):
-        self.added = {}    # unit id -> (kind, hash, placed band keys)
+        self.added = {}    # unit id -> (kind, hash, placed band keys, n_shingles, bits)
         self.dead = set()
         self._by_key = {}  # band key -> unit ids
         self._by_hash = {}  # hash -> [unit id << 1 | kind]
@@ -555,12 +594,12 @@ class _Overlay:
         self._hashes_indexed = 0  # and in _by_hash
         self._arrays = None  # (additions counted, arrays()) when made
 
-    def add(self, unit_id, kind, unit_hash, placed):
-        self.added[unit_id] = (kind, unit_hash, placed)
+    def add(self, unit_id, kind, unit_hash, placed, n_shingles, bits):
+        self.added[unit_id] = (kind, unit_hash, placed, n_shingles, bits)
 
     def _index_keys(self):
         if self._keys_indexed < len(self.added):
-            for unit_id, (_, _, placed) in list(self.added.items())[self._keys_indexed:]:
+            for unit_id, (_, _, placed, *_) in list(self.added.items())[self._keys_indexed:]:
                 for band_key in (placed.tolist() if isinstance(placed, np.ndarray) else placed):
                     self._by_key.setdefault(band_key, []).append(unit_id)
             self._keys_indexed = len(self.added)
@@ -573,7 +612,7 @@ class _Overlay:
     @property
     def by_hash(self) -> dict:
         if self._hashes_indexed < len(self.added):
-            for unit_id, (kind, unit_hash, _) in list(self.added.items())[
+            for unit_id, (kind, unit_hash, *_) in list(self.added.items())[
                     self._hashes_indexed:]:
                 self._by_hash.setdefault(unit_hash, []).append(unit_id << 1 | kind)
             self._hashes_indexed = len(self.added)
@@ -586,7 +625,7 @@ class _Overlay:
             return _NO_ENTRIES
         if self._arrays is None or self._arrays[0] != len(self.added):
             band_keys, band_ids, hashes, coded = [], [], [], []
-            for unit_id, (kind, unit_hash, placed) in self.added.items():
+            for unit_id, (kind, unit_hash, placed, *_) in self.added.items():
                 placed = np.asarray(placed, dtype=np.int64)
                 band_keys.append(placed)
                 band_ids.append(np.full(placed.size, unit_id, dtype=np.int64))
@@ -978,6 +1017,9 @@ class Index:
         match already, and will not be stored anew, so its bands are not searched)."""
         overlay = getattr(self._local, "overlay", None)
         exact, counts, left, right_ids = self._buckets.probe(analysis, overlay)
+        if left.size:  # the pairs that cannot be repeats, from the summaries in memory
+            keep = self._buckets.bound(analysis, left, right_ids, self.config)
+            left, right_ids = left[keep], right_ids[keep]
         found = np.flatnonzero(exact >= 0)
         exact = dict(zip(found.tolist(), exact[found].tolist())) if found.size else {}
         bucket_sizes = {}
@@ -1187,6 +1229,7 @@ class Index:
             # no bucket can fill up while this text's units join: each takes all its keys
             # (once: a key met twice in a unit, two bands hashing alike, is placed once)
             is_roomy = max(bucket_sizes.values(), default=0) + len(active) <= max_bucket
+            bits = shingle_bits(analysis.raw, analysis.raw_offsets)
             ordered = np.sort(keys, axis=1)
             has_repeat = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1).tolist()
             for unit, (unit_hash, kind), unit_id in new_units:
@@ -1203,12 +1246,12 @@ class Index:
                     placed = np.asarray(kept, dtype=np.int64)
                 blob = _compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]].encode("utf-8"))
                 new_rows.append((unit_id, kind, unit_hash, lengths[unit], sizes[unit], blob,
-                                 placed.astype("<i8").tobytes()))
-                overlay.add(unit_id, kind, unit_hash, placed)
+                                 placed.astype("<i8").tobytes(), bits[unit].astype("<u8").tobytes()))
+                overlay.add(unit_id, kind, unit_hash, placed, sizes[unit], bits[unit])
         if new_rows:
             conn.executemany(
-                "INSERT INTO units (id, kind, hash, norm_length, n_shingles, norm, bands) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", new_rows)
+                "INSERT INTO units (id, kind, hash, norm_length, n_shingles, norm, bands, bits) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", new_rows)
         doc_id = next_doc
         self._local.next_ids = (next_unit, next_doc + 1)
         conn.execute(
@@ -1404,7 +1447,7 @@ class Index:
         ids.update((wanted[q], unit_id) for q, unit_id in zip(query.tolist(), unit_ids.tolist()))
         next_unit, next_doc = self._next_ids(conn)
         # first the rows: which units are new (and their ids), documents
-        new_units = {}  # unit id -> [kind, hash, norm_length, n_shingles, blob, bands]
+        new_units = {}  # unit id -> [kind, hash, norm_length, n_shingles, blob, bands, bits]
         new_where = []  # (analysis index, unit) of each new unit, in id order
         docs, paragraphs = [], []
         for index, ((key, text), analysis, hashes, active) in enumerate(
@@ -1425,13 +1468,14 @@ class Index:
                         norm = analysis.norm.astype("<u4").tobytes().decode("utf-32-le")
                         norm_offsets = analysis.norm_offsets.tolist()
                         sizes = analysis.sizes()
+                        bits = shingle_bits(analysis.raw, analysis.raw_offsets)
                     unit_id = next_unit
                     next_unit += 1
                     new_units[unit_id] = [
                         hash_kind[1], hash_kind[0], norm_offsets[unit + 1] - norm_offsets[unit],
                         int(sizes[unit]),
                         _compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]].encode("utf-8")),
-                        None]
+                        None, bits[unit]]
                     new_where.append((index, unit))
                     ids[hash_kind] = unit_id
                 doc_ids[unit] = unit_id
@@ -1448,10 +1492,11 @@ class Index:
                 [analyses[index].keys[unit] for index, unit in new_where])):
             row = new_units[unit_id]
             row[5] = placed.astype("<i8").tobytes()
-            overlay.add(unit_id, row[0], row[1], placed)
+            overlay.add(unit_id, row[0], row[1], placed, row[3], row[6])
+            row[6] = row[6].astype("<u8").tobytes()
         conn.executemany(
-            "INSERT INTO units (id, kind, hash, norm_length, n_shingles, norm, bands) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)", [(i, *row) for i, row in new_units.items()])
+            "INSERT INTO units (id, kind, hash, norm_length, n_shingles, norm, bands, bits) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(i, *row) for i, row in new_units.items()])
         conn.executemany("INSERT INTO docs (id, key, text_hash, unit, n_chars, n_paragraphs) "
                          "VALUES (?, ?, ?, ?, ?, ?)", docs)
         conn.executemany("INSERT INTO paragraphs (doc, position, unit, start, end, line) "
@@ -1597,6 +1642,8 @@ class Index:
                     "NOT EXISTS (SELECT 1 FROM units u WHERE u.id = p.unit AND u.kind = 1)",
                 "unit with a malformed band list": "SELECT id FROM units WHERE "
                     "length(bands) % 8 != 0",
+                "unit with a malformed shingle summary": "SELECT id FROM units WHERE "
+                    f"length(bits) != {_BITS_BYTES}",
                 "units with the same normalized text": "SELECT min(id) FROM units "
                     "GROUP BY hash, kind HAVING count(*) > 1",
                 "document unit no document uses": "SELECT u.id FROM units u WHERE u.kind = 0 "
@@ -1625,22 +1672,26 @@ class Index:
                                                      dtype="<i8").tolist())
             for band_key in stored_keys[unit_id]:
                 buckets.setdefault(band_key, set()).add(unit_id)
-        cursor = conn.execute("SELECT id, kind, n_shingles, norm FROM units ORDER BY id")
+        cursor = conn.execute("SELECT id, kind, n_shingles, bits, norm FROM units ORDER BY id")
         while len(problems) < 20:
             rows = cursor.fetchmany(512)
             if not rows:
                 break
-            keys = self._stored_band_keys([(kind, blob) for _, kind, _, blob in rows])
+            keys = self._stored_band_keys([(kind, blob) for _, kind, _, _, blob in rows])
             norms = [_decode_norm(blob) for *_, blob in rows]
             offsets = np.zeros(len(norms) + 1, dtype=np.int64)
             np.cumsum([n.size for n in norms], out=offsets[1:])
             with _kernels():
-                _, shingle_offsets = shingle_normalized(np.concatenate(norms), offsets,
-                                                        self.config)
+                shingles, shingle_offsets = shingle_normalized(np.concatenate(norms), offsets,
+                                                               self.config)
+                bits = shingle_bits(shingles, shingle_offsets)
             members = buckets
-            for k, (unit_id, _, n_shingles, _) in enumerate(rows):
+            for k, (unit_id, _, n_shingles, stored_bits, _) in enumerate(rows):
                 if int(shingle_offsets[k + 1] - shingle_offsets[k]) != n_shingles:
                     problems.append(f"unit {unit_id}: its stored text gives another shingle count")
+                if bits[k].astype("<u8").tobytes() != stored_bits:
+                    problems.append(f"unit {unit_id}: its stored text gives another shingle "
+                                    f"summary")
                 if not stored_keys[unit_id] <= set(keys[k].tolist()):
                     problems.append(f"unit {unit_id}: a stored band key is not its own")
                 for band_key in set(keys[k].tolist()):

@@ -228,3 +228,85 @@ def paragraph_repeats(raw, raw_offsets, norm_offsets, threshold, containment_thr
     sizes, shared = set_overlaps(raw[lo:], raw_offsets[1:] - lo, 0)
     return has_repeat_pair(sizes, shared, lengths, threshold, containment_threshold,
                            min_contained_length), sizes, shared
+
+
+# shingle_bits: a unit's shingles marked in 512 bits, by the top 9 bits of their hash
+_BITS_SHIFT = np.uint64(55)
+BIT_WORDS = 8
+
+
+@njit(cache=True)
+def shingle_bits(raw, raw_offsets):
+    """Which of 512 parts of the hash space each unit's shingles fall in (the top 9 bits of
+    the hash): uint64[n_units, 8], bit p of the unit's row set when a shingle lies in part p.
+    Order and repeats do not matter. pair_bound takes these as a stored unit's summary."""
+    n_units = raw_offsets.size - 1
+    bits = np.zeros((n_units, BIT_WORDS), dtype=np.uint64)
+    for unit in range(n_units):
+        for i in range(raw_offsets[unit], raw_offsets[unit + 1]):
+            part = raw[i] >> _BITS_SHIFT
+            bits[unit, part >> np.uint64(6)] |= np.uint64(1) << (part & np.uint64(63))
+    return bits
+
+
+@njit(cache=True)
+def pair_bound(raw, raw_offsets, left, right_ids, sizes, bits, threshold,
+               containment_threshold):
+    """Which candidate pairs (unit left[k] of raw/raw_offsets, a stored unit right_ids[k])
+    may be repeats, from in-memory summaries alone: a bound, never an estimate. The stored
+    unit's distinct shingle count (sizes[id]) and shingle_bits row (bits[id]) give it: every
+    shared shingle lies in a part the stored unit marks, so the shared count is at most the
+    left unit's distinct shingles in those parts (and at most either size). A pair whose
+    Jaccard and containment, with that many shared, are below threshold and
+    containment_threshold (pair_similarities' formulas: both grow with the shared count) can
+    be no repeat. Pairs of unit 0 (a whole document: its stored copy marks nearly every part)
+    and of stored units with no summary (id beyond sizes, or size 0) are kept.
+    Pairs sorted by left count each left unit's shingles once.
+    Returns keep bool[n_pairs]."""
+    n_pairs = left.size
+    keep = np.ones(n_pairs, dtype=np.bool_)
+    most = 1
+    for k in range(n_pairs):
+        if left[k] > 0:
+            most = max(most, raw_offsets[left[k] + 1] - raw_offsets[left[k]])
+    size = 16
+    while size < 2 * most:
+        size <<= 1
+    mask = np.uint64(size - 1)
+    slot_key = np.empty(size, dtype=np.uint64)
+    slot_stamp = np.zeros(size, dtype=np.int64)
+    counts = np.zeros(BIT_WORDS * 64, dtype=np.int64)  # the left unit's distinct, per part
+    current = -1
+    n_distinct = 0
+    build = 0
+    for k in range(n_pairs):
+        unit, unit_id = left[k], right_ids[k]
+        if unit == 0 or unit_id >= sizes.size or sizes[unit_id] == 0:
+            continue
+        if unit != current:
+            current = unit
+            build += 1
+            counts[:] = 0
+            n_distinct = 0
+            for i in range(raw_offsets[unit], raw_offsets[unit + 1]):
+                h = raw[i]
+                slot = h & mask
+                while slot_stamp[slot] == build and slot_key[slot] != h:
+                    slot = (slot + np.uint64(1)) & mask
+                if slot_stamp[slot] != build:
+                    slot_stamp[slot] = build
+                    slot_key[slot] = h
+                    n_distinct += 1
+                    counts[np.int64(h >> _BITS_SHIFT)] += 1
+        a, b = n_distinct, sizes[unit_id]
+        if a == 0:
+            continue
+        bound = 0
+        for word in range(BIT_WORDS):
+            w = bits[unit_id, word]
+            for bit in range(64):
+                bound += counts[word * 64 + bit] * np.int64((w >> np.uint64(bit)) & np.uint64(1))
+        s = min(bound, a, b)
+        if s / (a + b - s) < threshold and s / min(a, b) < containment_threshold:
+            keep[k] = False
+    return keep

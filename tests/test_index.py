@@ -360,6 +360,8 @@ def test_replacing_with_a_text_that_keeps_some_paragraphs(tmp_path):
     ("UPDATE units SET hash = 7 WHERE kind = 1", "units with the same normalized text"),
     ("UPDATE units SET bands = x'00' WHERE kind = 0", "unit with a malformed band list"),
     ("DELETE FROM docs", "paragraph refers to a missing document"),
+    ("UPDATE units SET bits = x'00' WHERE kind = 1", "unit with a malformed shingle summary"),
+    ("UPDATE units SET bits = zeroblob(64) WHERE kind = 0", "gives another shingle summary"),
 ])
 def test_integrity_check_names_what_is_damaged(tmp_path, damage, problem):
     path = tmp_path / "a.idx"
@@ -371,7 +373,7 @@ def test_integrity_check_names_what_is_damaged(tmp_path, damage, problem):
     conn.commit()
     conn.close()
     with Index.open(path, read_only=True) as index:
-        assert any(line.startswith(problem) for line in index.integrity_check())
+        assert any(problem in line for line in index.integrity_check())
 
 
 def test_remove_leaves_what_a_fresh_index_would_hold(tmp_path, corpus):

@@ -16,7 +16,8 @@ from dedup.kernels.sketch import (
     document_units, overlaps_utf8, raw_shingles_utf8, sketch_units, verify_utf8,
 )
 from dedup.kernels.verify import (
-    has_repeat_pair, pair_overlaps, pair_similarities, paragraph_repeats, set_overlaps,
+    has_repeat_pair, pair_bound, pair_overlaps, pair_similarities, paragraph_repeats,
+    set_overlaps, shingle_bits,
 )
 from dedup.normtable import load_table
 from dedup.config import Config
@@ -338,3 +339,66 @@ def test_verify_utf8_gives_pair_similarities_and_is_edge(ours, stored, mode, thr
                                       | (sizes <= stored_sizes[right[found]])).tolist()
     assert not keep[~found].any() and not inside[~found].any()
     assert (left_sizes[~found] == -1).all() and not jaccard[~found].any()
+
+
+HASHES = st.integers(0, 2**64 - 1)
+
+
+@given(st.lists(st.lists(HASHES, max_size=12), min_size=1, max_size=4))
+def test_shingle_bits_marks_the_top_nine_bits_of_every_hash(units):
+    raw = np.asarray([h for unit in units for h in unit], dtype=np.uint64)
+    offsets = np.zeros(len(units) + 1, dtype=np.int64)
+    np.cumsum([len(unit) for unit in units], out=offsets[1:])
+    bits = shingle_bits(raw, offsets)
+    for unit, row in zip(units, bits):
+        marked = {w * 64 + b for w in range(8) for b in range(64) if int(row[w]) >> b & 1}
+        assert marked == {h >> 55 for h in unit}
+
+
+@given(st.data(), st.sampled_from([(0.8, 0.9), (0.5, 0.6), (0.3, 1.0)]))
+def test_pair_bound_never_drops_a_repeat(data, thresholds):
+    """pair_bound against the exact overlaps: a pair it drops has Jaccard and containment
+    below the thresholds; unit 0 and stored units without a summary are always kept. Hashes
+    share top bits often (few parts), so bounds are tight enough to drop pairs."""
+    threshold, containment_threshold = thresholds
+    part = st.integers(0, 5).map(lambda p: p << 55)
+    hashes = st.builds(lambda p, low: p | low, part, st.integers(0, 40))
+    ours = data.draw(st.lists(st.lists(hashes, max_size=15), min_size=1, max_size=4))
+    stored = data.draw(st.lists(st.sets(hashes, min_size=1, max_size=15), min_size=1,
+                                max_size=4))
+    raw = np.asarray([h for unit in ours for h in unit], dtype=np.uint64)
+    offsets = np.zeros(len(ours) + 1, dtype=np.int64)
+    np.cumsum([len(unit) for unit in ours], out=offsets[1:])
+    stored_raw = np.asarray([h for unit in stored for h in unit], dtype=np.uint64)
+    stored_offsets = np.zeros(len(stored) + 1, dtype=np.int64)
+    np.cumsum([len(unit) for unit in stored], out=stored_offsets[1:])
+    # stored unit j has id j + 1; id len(stored) + 1 has no summary (size 0)
+    sizes = np.asarray([0] + [len(unit) for unit in stored] + [0], dtype=np.int64)
+    bits = np.concatenate((np.zeros((1, 8), np.uint64), shingle_bits(stored_raw, stored_offsets),
+                           np.zeros((1, 8), np.uint64)))
+    left = np.repeat(np.arange(len(ours)), len(stored) + 1)
+    right_ids = np.tile(np.arange(1, len(stored) + 2), len(ours))
+    keep = pair_bound(raw, offsets, left, right_ids, sizes, bits, threshold,
+                      containment_threshold)
+    for k, (i, j) in enumerate(zip(left.tolist(), right_ids.tolist())):
+        if i == 0 or j == len(stored) + 1:
+            assert keep[k]
+            continue
+        a, b = set(ours[i]), stored[j - 1]
+        if not a:
+            assert keep[k]
+            continue
+        jac, cont = reference.jaccard(a, b), reference.containment(a, b)
+        if jac >= threshold or cont >= containment_threshold:
+            assert keep[k], (a, b)
+
+
+def test_pair_bound_drops_units_in_other_parts():
+    # paragraph 1's shingles lie in part 0, the stored unit's in part 1: nothing can be shared
+    raw = np.asarray([5, 1, 2, 3, 4], dtype=np.uint64)
+    offsets = np.array([0, 1, 5])
+    stored = np.asarray([(1 << 55) | 1, (1 << 55) | 2], dtype=np.uint64)
+    bits = np.concatenate((np.zeros((1, 8), np.uint64), shingle_bits(stored, np.array([0, 2]))))
+    keep = pair_bound(raw, offsets, np.array([0, 1]), np.array([1, 1]), np.array([0, 2]), bits,
+                      0.8, 0.9)
+    assert keep.tolist() == [True, False]  # unit 0, the document, is always kept
