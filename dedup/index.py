@@ -178,11 +178,16 @@ def _text_hash(text: str) -> int:
 _CODECS = threading.local()
 
 
-def _compress(data: bytes) -> bytes:
+def _compressor():
+    """This thread's zstd compress function."""
     codec = getattr(_CODECS, "compress", None)
     if codec is None:
         codec = _CODECS.compress = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress
-    return codec(data)
+    return codec
+
+
+def _compress(data: bytes) -> bytes:
+    return _compressor()(data)
 
 
 def _decompressor():
@@ -498,16 +503,8 @@ class _Buckets:
     def commit(self, overlay: "_Overlay"):
         """Merge a committed transaction's overlay."""
         with self.lock:
-            if overlay.added:  # ids ascending: given out in order
-                n = len(overlay.added)
-                entries = list(overlay.added.values())
-                self._take(np.fromiter(overlay.added, dtype=np.int64, count=n),
-                           np.fromiter((e[0] for e in entries), dtype=np.int64, count=n),
-                           np.fromiter((e[1] for e in entries), dtype=np.int64, count=n),
-                           np.concatenate([e[2] for e in entries]),
-                           np.fromiter((len(e[2]) for e in entries), dtype=np.int64, count=n),
-                           np.fromiter((e[3] for e in entries), dtype=np.int64, count=n),
-                           np.stack([e[4] for e in entries]))
+            if overlay.n_added:  # ids ascending: given out in order
+                self._take(*overlay.columns())
             if overlay.dead:
                 self.dead |= overlay.dead
                 self._dead_array = None
@@ -582,69 +579,69 @@ class _Buckets:
 
 class _Overlay:
     """A write transaction's changes to the buckets, merged into them once it commits. Its
-    additions are looked up only by a later text of the same add_many (or bulk), so the
-    dicts by key are brought up to date when asked for, not on every add."""
+    additions are kept as numpy columns, one batch per stored text (or bulk batch), and
+    looked up only by a later text of the same add_many (or bulk), so the lookup forms are
+    made when asked for, not on every add."""
 
     def __init__(self):
-        self.added = {}    # unit id -> (kind, hash, placed band keys, n_shingles, bits)
+        # (ids, kinds, hashes, placed band keys, keys per unit, n_shingles, bits): int64
+        # columns but bits uint64[n, 8]; ids ascending across batches
+        self.batches = []
+        self.n_added = 0
         self.dead = set()
         self._by_key = {}  # band key -> unit ids
         self._by_hash = {}  # hash -> [unit id << 1 | kind]
-        self._keys_indexed = 0    # entries of added already in _by_key
+        self._keys_indexed = 0    # batches already in _by_key
         self._hashes_indexed = 0  # and in _by_hash
         self._arrays = None  # (additions counted, arrays()) when made
 
-    def add(self, unit_id, kind, unit_hash, placed, n_shingles, bits):
-        self.added[unit_id] = (kind, unit_hash, placed, n_shingles, bits)
+    def add(self, ids, kinds, hashes, keys, counts, sizes, bits):
+        """Units stored by this transaction, as columns (see batches)."""
+        if ids.size:
+            self.batches.append((ids, kinds, hashes, keys, counts, sizes, bits))
+            self.n_added += ids.size
 
-    def _index_keys(self):
-        if self._keys_indexed < len(self.added):
-            for unit_id, (_, _, placed, *_) in list(self.added.items())[self._keys_indexed:]:
-                for band_key in (placed.tolist() if isinstance(placed, np.ndarray) else placed):
-                    self._by_key.setdefault(band_key, []).append(unit_id)
-            self._keys_indexed = len(self.added)
+    def columns(self) -> tuple:
+        """All the batches' columns, concatenated."""
+        if len(self.batches) == 1:
+            return self.batches[0]
+        return tuple(np.concatenate(column) for column in zip(*self.batches))
 
     @property
     def by_key(self) -> dict:
-        self._index_keys()
+        for ids, _, _, keys, counts, *_ in self.batches[self._keys_indexed:]:
+            for unit_id, band_key in zip(np.repeat(ids, counts).tolist(), keys.tolist()):
+                self._by_key.setdefault(band_key, []).append(unit_id)
+        self._keys_indexed = len(self.batches)
         return self._by_key
 
     @property
     def by_hash(self) -> dict:
-        if self._hashes_indexed < len(self.added):
-            for unit_id, (kind, unit_hash, *_) in list(self.added.items())[
-                    self._hashes_indexed:]:
-                self._by_hash.setdefault(unit_hash, []).append(unit_id << 1 | kind)
-            self._hashes_indexed = len(self.added)
+        for ids, kinds, hashes, *_ in self.batches[self._hashes_indexed:]:
+            for coded, unit_hash in zip((ids << 1 | kinds).tolist(), hashes.tolist()):
+                self._by_hash.setdefault(unit_hash, []).append(coded)
+        self._hashes_indexed = len(self.batches)
         return self._by_hash
 
     def arrays(self) -> tuple:
         """((band keys, unit ids), (hashes, unit id << 1 | kind)) of the additions, sorted by
         key (uint64 keys, int64 values): the extra parts of probe_units' maps."""
-        if not self.added:
+        if not self.n_added:
             return _NO_ENTRIES
-        if self._arrays is None or self._arrays[0] != len(self.added):
-            band_keys, band_ids, hashes, coded = [], [], [], []
-            for unit_id, (kind, unit_hash, placed, *_) in self.added.items():
-                placed = np.asarray(placed, dtype=np.int64)
-                band_keys.append(placed)
-                band_ids.append(np.full(placed.size, unit_id, dtype=np.int64))
-                hashes.append(unit_hash)
-                coded.append(unit_id << 1 | kind)
+        if self._arrays is None or self._arrays[0] != self.n_added:
+            ids, kinds, hashes, keys, counts, *_ = self.columns()
             parts = []
-            for keys, values in ((np.concatenate(band_keys or [_NO_VALUES]),
-                                  np.concatenate(band_ids or [_NO_VALUES])),
-                                 (np.asarray(hashes, dtype=np.int64),
-                                  np.asarray(coded, dtype=np.int64))):
-                keys = keys.view(np.uint64)
-                order = np.argsort(keys, kind="stable")
-                parts.append((keys[order], values[order]))
-            self._arrays = (len(self.added), tuple(parts))
+            for part_keys, values in ((keys, np.repeat(ids, counts)), (hashes, ids << 1 | kinds)):
+                part_keys = part_keys.view(np.uint64)
+                order = np.argsort(part_keys, kind="stable")
+                parts.append((part_keys[order], values[order]))
+            self._arrays = (self.n_added, tuple(parts))
         return self._arrays[1]
 
     def copy(self) -> "_Overlay":
         other = _Overlay()
-        other.added = dict(self.added)
+        other.batches = list(self.batches)
+        other.n_added = self.n_added
         other.dead = set(self.dead)
         return other
 
@@ -1217,37 +1214,53 @@ class Index:
             ids[hash_kind] = unit_id
         new_rows = []
         if new_units:
-            overlay = self._local.overlay
             keys = analysis.keys
             bucket_sizes = dict(found.bucket_sizes)
             max_bucket = self.config.max_bucket
-            sizes = analysis.sizes().tolist()
-            lengths = analysis.norm_lengths.tolist()
+            units = np.fromiter((u for u, _, _ in new_units), dtype=np.int64,
+                                count=len(new_units))
+            sizes = analysis.sizes()[units]
+            bits = shingle_bits(analysis.raw, analysis.raw_offsets)[units]
             # the whole text's normalized units decoded once
             norm = analysis.norm.astype("<u4").tobytes().decode("utf-32-le")
             norm_offsets = analysis.norm_offsets.tolist()
+            lengths = np.diff(analysis.norm_offsets)[units].tolist()
             # no bucket can fill up while this text's units join: each takes all its keys
             # (once: a key met twice in a unit, two bands hashing alike, is placed once)
             is_roomy = max(bucket_sizes.values(), default=0) + len(active) <= max_bucket
-            bits = shingle_bits(analysis.raw, analysis.raw_offsets)
-            ordered = np.sort(keys, axis=1)
-            has_repeat = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1).tolist()
-            for unit, (unit_hash, kind), unit_id in new_units:
-                if is_roomy and not has_repeat[unit]:
-                    placed = keys[unit]
-                else:
+            unit_keys = keys[units]
+            ordered = np.sort(unit_keys, axis=1)
+            if is_roomy and not (ordered[:, 1:] == ordered[:, :-1]).any():
+                placed = [unit_keys.ravel()]
+                counts = np.full(units.size, keys.shape[1], dtype=np.int64)
+            else:
+                placed = []
+                for row in unit_keys.tolist():
                     kept = []
-                    for band_key in dict.fromkeys(keys[unit].tolist()):
+                    for band_key in dict.fromkeys(row):
                         size = bucket_sizes.get(band_key, 0)
                         if size < max_bucket:
                             kept.append(band_key)
                             if not is_roomy:
                                 bucket_sizes[band_key] = size + 1
-                    placed = np.asarray(kept, dtype=np.int64)
-                blob = _compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]].encode("utf-8"))
-                new_rows.append((unit_id, kind, unit_hash, lengths[unit], sizes[unit], blob,
-                                 placed.astype("<i8").tobytes(), bits[unit].astype("<u8").tobytes()))
-                overlay.add(unit_id, kind, unit_hash, placed, sizes[unit], bits[unit])
+                    placed.append(np.asarray(kept, dtype=np.int64))
+                counts = np.fromiter(map(len, placed), dtype=np.int64, count=len(placed))
+            placed = np.concatenate(placed)
+            key_bytes = placed.astype("<i8").tobytes()
+            bit_bytes = bits.astype("<u8").tobytes()
+            compress = _compressor()
+            key_at, bit_at = 0, 0
+            for k, (unit, (unit_hash, kind), unit_id) in enumerate(new_units):
+                blob = compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]].encode("utf-8"))
+                key_end = key_at + 8 * int(counts[k])
+                new_rows.append((unit_id, kind, unit_hash, lengths[k], int(sizes[k]), blob,
+                                 key_bytes[key_at:key_end], bit_bytes[bit_at:bit_at + 64]))
+                key_at, bit_at = key_end, bit_at + 64
+            self._local.overlay.add(
+                np.fromiter((i for *_, i in new_units), dtype=np.int64, count=units.size),
+                np.fromiter((hk[1] for _, hk, _ in new_units), dtype=np.int64, count=units.size),
+                np.fromiter((hk[0] for _, hk, _ in new_units), dtype=np.int64, count=units.size),
+                placed, counts, sizes, bits)
         if new_rows:
             conn.executemany(
                 "INSERT INTO units (id, kind, hash, norm_length, n_shingles, norm, bands, bits) "
@@ -1488,12 +1501,21 @@ class Index:
                             lines[unit]) for unit in active if unit > 0]
         self._local.next_ids = (next_unit, next_doc)
         # then the buckets of the new units, in id order as add() would place them
-        for unit_id, placed in zip(new_units, self._place(
-                [analyses[index].keys[unit] for index, unit in new_where])):
-            row = new_units[unit_id]
+        all_placed = self._place([analyses[index].keys[unit] for index, unit in new_where])
+        for row, placed in zip(new_units.values(), all_placed):
             row[5] = placed.astype("<i8").tobytes()
-            overlay.add(unit_id, row[0], row[1], placed, row[3], row[6])
-            row[6] = row[6].astype("<u8").tobytes()
+        if new_units:
+            rows = list(new_units.values())
+            n = len(rows)
+            bits = np.stack([row[6] for row in rows])
+            overlay.add(np.fromiter(new_units, dtype=np.int64, count=n),
+                        np.fromiter((row[0] for row in rows), dtype=np.int64, count=n),
+                        np.fromiter((row[1] for row in rows), dtype=np.int64, count=n),
+                        np.concatenate(all_placed),
+                        np.fromiter(map(len, all_placed), dtype=np.int64, count=n),
+                        np.fromiter((row[3] for row in rows), dtype=np.int64, count=n), bits)
+            for row, row_bits in zip(rows, bits.astype("<u8")):
+                row[6] = row_bits.tobytes()
         conn.executemany(
             "INSERT INTO units (id, kind, hash, norm_length, n_shingles, norm, bands, bits) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(i, *row) for i, row in new_units.items()])
