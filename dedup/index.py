@@ -9,14 +9,17 @@ across restarts. The index answers what the batch path answers on the same strea
 - candidates are the stored units sharing an LSH band key with the new one (the same
   signatures and band keys as the batch path), plus the stored unit with the same normalized
   hash; every candidate is verified on exact shingle sets, re-made from the unit's stored
-  normalized text (zstd-compressed UTF-8), never on an estimate;
+  normalized text (zstd-compressed UTF-8), never on an estimate; a paragraph candidate that
+  cannot be a repeat by an exact bound from in-memory summaries (each stored unit's distinct
+  shingle count and the 512 parts of the hash space its shingles fall in) is dropped unread;
 - a band bucket holds at most `max_bucket` units: a unit arriving at a full bucket is compared
   with the units in it but not added (the batch path links such a bucket as a star).
 
 Storage is one SQLite file in WAL mode, no pickle anywhere: tables `meta` (format version,
 normalization version, settings, engine fingerprint), `docs`, `units` (with their band keys),
-`paragraphs`, `dropped`. The band buckets and the exact classes are held in memory, loaded
-from `units` and brought up to date whenever another connection has committed.
+`paragraphs`, `dropped`. The band buckets, the exact classes and the units' summaries are
+held in memory, loaded from `units` and brought up to date whenever another connection has
+committed.
 Every add is one transaction: a process killed in the middle leaves the document fully there
 or not there. Each thread gets its own connection; one writer and several reader processes
 may share a file (SQLite serializes writers; readers see the last committed state).
@@ -470,9 +473,8 @@ class _Buckets:
         if not ids.size or ids[-1] <= self.last_unit:
             return
         if ids[-1] >= self.sizes.size:  # the summaries are indexed by unit id
-            capacity = max(1024, self.sizes.size)
-            while capacity <= ids[-1]:
-                capacity *= 2
+            # room for a quarter more: doubling left 1M unused rows after a 1.2M-unit load
+            capacity = max(int(ids[-1] * 1.25), self.sizes.size + 1024)
             self.sizes = np.concatenate((self.sizes, np.zeros(capacity - self.sizes.size,
                                                               dtype=np.int64)))
             self.bits = np.concatenate((self.bits, np.zeros(
