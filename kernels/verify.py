@@ -48,6 +48,20 @@ def pair_similarities(shingles, offsets, left, right):
 
 
 @njit(cache=True, inline="always")
+def _stamp_insert(slot_key, slot_stamp, mask, h, stamp):
+    """Put hash h in an open-addressing table whose slots count only under the current stamp
+    (a table reused for unit after unit is never cleared): whether h was not there yet."""
+    slot = h & mask
+    while slot_stamp[slot] == stamp and slot_key[slot] != h:
+        slot = (slot + np.uint64(1)) & mask
+    if slot_stamp[slot] == stamp:
+        return False
+    slot_stamp[slot] = stamp
+    slot_key[slot] = h
+    return True
+
+
+@njit(cache=True, inline="always")
 def _table_size(n):
     size = 16
     while size < 2 * n:
@@ -80,13 +94,7 @@ def set_overlaps(raw, raw_offsets, first):
     slot_stamp = np.zeros(size, dtype=np.int64)
     for unit in range(min(first, n_units)):  # alone: distinct counts only
         for i in range(raw_offsets[unit], raw_offsets[unit + 1]):
-            h = raw[i]
-            slot = h & mask
-            while slot_stamp[slot] == unit + 1 and slot_key[slot] != h:
-                slot = (slot + np.uint64(1)) & mask
-            if slot_stamp[slot] != unit + 1:
-                slot_stamp[slot] = unit + 1
-                slot_key[slot] = h
+            if _stamp_insert(slot_key, slot_stamp, mask, raw[i], unit + 1):
                 sizes[unit] += 1
     if k == 0:
         return sizes, shared
@@ -150,14 +158,8 @@ def pair_overlaps(raw_a, offsets_a, raw_b, offsets_b, left, right):
             build += 1
             size_a = 0
             for i in range(offsets_a[a], offsets_a[a + 1]):
-                h = raw_a[i]
-                slot = h & mask
-                while slot_stamp[slot] == build and slot_key[slot] != h:
-                    slot = (slot + np.uint64(1)) & mask
-                if slot_stamp[slot] != build:
+                if _stamp_insert(slot_key, slot_stamp, mask, raw_a[i], build):
                     size_a += 1
-                slot_stamp[slot] = build
-                slot_key[slot] = h
         left_sizes[k] = size_a
         b = right[k]
         count = 0
@@ -289,15 +291,9 @@ def pair_bound(raw, raw_offsets, left, right_ids, sizes, bits, threshold,
             counts[:] = 0
             n_distinct = 0
             for i in range(raw_offsets[unit], raw_offsets[unit + 1]):
-                h = raw[i]
-                slot = h & mask
-                while slot_stamp[slot] == build and slot_key[slot] != h:
-                    slot = (slot + np.uint64(1)) & mask
-                if slot_stamp[slot] != build:
-                    slot_stamp[slot] = build
-                    slot_key[slot] = h
+                if _stamp_insert(slot_key, slot_stamp, mask, raw[i], build):
                     n_distinct += 1
-                    counts[np.int64(h >> _BITS_SHIFT)] += 1
+                    counts[np.int64(raw[i] >> _BITS_SHIFT)] += 1
         a, b = n_distinct, sizes[unit_id]
         if a == 0:
             continue
