@@ -48,10 +48,10 @@ import zstandard
 from dedup.config import Config
 from dedup.errors import ConfigError, InputError
 from dedup.kernels.band import (
-    key_directory, probe_units, sorted_lookup, table_insert, table_lookup,
+    has_repeated_key, key_directory, probe_units, sorted_lookup, table_insert, table_lookup,
 )
 from dedup.kernels.shingle import CHAR, WORD, compact_sorted_inplace
-from dedup.kernels.sketch import document_units, sketch_units, verify_utf8
+from dedup.kernels.sketch import document_units, encode_utf8, sketch_units, verify_utf8
 from dedup.kernels.verify import (
     BIT_WORDS, pair_bound, paragraph_repeats, set_overlaps, shingle_bits,
 )
@@ -1223,16 +1223,14 @@ class Index:
                                 count=len(new_units))
             sizes = analysis.sizes()[units]
             bits = shingle_bits(analysis.raw, analysis.raw_offsets)[units]
-            # the whole text's normalized units decoded once
-            norm = analysis.norm.astype("<u4").tobytes().decode("utf-32-le")
-            norm_offsets = analysis.norm_offsets.tolist()
+            data, data_offsets = encode_utf8(analysis.norm, analysis.norm_offsets, units)
+            data, data_offsets = data.tobytes(), data_offsets.tolist()
             lengths = np.diff(analysis.norm_offsets)[units].tolist()
             # no bucket can fill up while this text's units join: each takes all its keys
             # (once: a key met twice in a unit, two bands hashing alike, is placed once)
             is_roomy = max(bucket_sizes.values(), default=0) + len(active) <= max_bucket
             unit_keys = keys[units]
-            ordered = np.sort(unit_keys, axis=1)
-            if is_roomy and not (ordered[:, 1:] == ordered[:, :-1]).any():
+            if is_roomy and not has_repeated_key(keys, units):
                 placed = [unit_keys.ravel()]
                 counts = np.full(units.size, keys.shape[1], dtype=np.int64)
             else:
@@ -1252,8 +1250,8 @@ class Index:
             bit_bytes = bits.astype("<u8").tobytes()
             compress = _compressor()
             key_at, bit_at = 0, 0
-            for k, (unit, (unit_hash, kind), unit_id) in enumerate(new_units):
-                blob = compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]].encode("utf-8"))
+            for k, (_, (unit_hash, kind), unit_id) in enumerate(new_units):
+                blob = compress(data[data_offsets[k]:data_offsets[k + 1]])
                 key_end = key_at + 8 * int(counts[k])
                 new_rows.append((unit_id, kind, unit_hash, lengths[k], int(sizes[k]), blob,
                                  key_bytes[key_at:key_end], bit_bytes[bit_at:bit_at + 64]))

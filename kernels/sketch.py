@@ -378,3 +378,42 @@ def verify_utf8(raw, raw_offsets, norm_offsets, data, data_offsets, stored_ids, 
                                               and shorter >= min_contained_length)
         inside[k] = jaccard[k] >= threshold or size_a <= size_b
     return jaccard, containment, left_sizes, keep, inside
+
+
+@njit(cache=True)
+def encode_utf8(values, offsets, units):
+    """The UTF-8 bytes of the chosen units (code points values[offsets[u]:offsets[u + 1]] for
+    u in units), concatenated: (data uint8, data_offsets int64[len(units) + 1]). The inverse
+    of raw_shingles_utf8's decoding: what the persistent index compresses and stores."""
+    total = 0
+    for u in units:
+        for i in range(offsets[u], offsets[u + 1]):
+            c = values[i]
+            total += 1 if c < 0x80 else 2 if c < 0x800 else 3 if c < 0x10000 else 4
+    data = np.empty(total, dtype=np.uint8)
+    data_offsets = np.zeros(units.size + 1, dtype=np.int64)
+    at = 0
+    for k in range(units.size):
+        u = units[k]
+        for i in range(offsets[u], offsets[u + 1]):
+            c = values[i]
+            if c < 0x80:
+                data[at] = c
+                at += 1
+            elif c < 0x800:
+                data[at] = 0xC0 | (c >> 6)
+                data[at + 1] = 0x80 | (c & 0x3F)
+                at += 2
+            elif c < 0x10000:
+                data[at] = 0xE0 | (c >> 12)
+                data[at + 1] = 0x80 | ((c >> 6) & 0x3F)
+                data[at + 2] = 0x80 | (c & 0x3F)
+                at += 3
+            else:
+                data[at] = 0xF0 | (c >> 18)
+                data[at + 1] = 0x80 | ((c >> 12) & 0x3F)
+                data[at + 2] = 0x80 | ((c >> 6) & 0x3F)
+                data[at + 3] = 0x80 | (c & 0x3F)
+                at += 4
+        data_offsets[k + 1] = at
+    return data, data_offsets

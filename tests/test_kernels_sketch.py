@@ -13,7 +13,7 @@ from dedup.kernels.band import band_keys, key_directory, sorted_lookup
 from dedup.kernels.minhash import minhash_signatures
 from dedup.kernels.shingle import CHAR, WORD, raw_shingles
 from dedup.kernels.sketch import (
-    document_units, overlaps_utf8, raw_shingles_utf8, sketch_units, verify_utf8,
+    document_units, encode_utf8, overlaps_utf8, raw_shingles_utf8, sketch_units, verify_utf8,
 )
 from dedup.kernels.verify import (
     has_repeat_pair, pair_bound, pair_overlaps, pair_similarities, paragraph_repeats,
@@ -402,3 +402,16 @@ def test_pair_bound_drops_units_in_other_parts():
     keep = pair_bound(raw, offsets, np.array([0, 1]), np.array([1, 1]), np.array([0, 2]), bits,
                       0.8, 0.9)
     assert keep.tolist() == [True, False]  # unit 0, the document, is always kept
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12),
+                min_size=1, max_size=5), st.data())
+def test_encode_utf8_is_str_encode(units, data):
+    values = np.asarray([ord(c) for u in units for c in u], dtype=np.int32)
+    offsets = np.zeros(len(units) + 1, dtype=np.int64)
+    np.cumsum([len(u) for u in units], out=offsets[1:])
+    chosen = data.draw(st.lists(st.integers(0, len(units) - 1), max_size=5))
+    encoded, encoded_offsets = encode_utf8(values, offsets, np.asarray(chosen, dtype=np.int64))
+    pieces = [units[u].encode("utf-8") for u in chosen]
+    assert encoded.tobytes() == b"".join(pieces)
+    assert np.diff(encoded_offsets).tolist() == [len(p) for p in pieces]
