@@ -1016,7 +1016,7 @@ class Index:
         match already, and will not be stored anew, so its bands are not searched)."""
         overlay = getattr(self._local, "overlay", None)
         exact, counts, left, right_ids = self._buckets.probe(analysis, overlay)
-        if left.size:  # the pairs that cannot be repeats, from the summaries in memory
+        if left.size:  # drop the pairs an exact bound from the in-memory summaries rules out
             keep = self._buckets.bound(analysis, left, right_ids, self.config)
             left, right_ids = left[keep], right_ids[keep]
         found = np.flatnonzero(exact >= 0)
