@@ -540,15 +540,6 @@ class _Buckets:
         return pair_bound(analysis.raw, analysis.raw_offsets, left, right_ids, sizes, bits,
                           config.threshold, config.containment_threshold)
 
-    def find(self, keys: np.ndarray, overlay) -> tuple[np.ndarray, np.ndarray]:
-        """(position in keys, unit id) of every live bucket member under the band keys
-        (int64, any shape, flattened)."""
-        flat = np.ascontiguousarray(keys, dtype=np.int64).ravel()
-        with self.lock:
-            query, units = self.bands.lookup(flat, overlay.by_key if overlay else None)
-            dead = self.dead
-        return self._alive(query, units, dead, overlay)
-
     @staticmethod
     def _alive(query, units, dead, overlay):
         """(query, units) without the units removed (dead, or in the overlay's dead)."""
@@ -575,15 +566,19 @@ class _Buckets:
         """(row, unit id) of every live bucket member under the band keys int64[n, bands] of n
         units, row indexing keys; vectorized (the batch path asks for thousands of units)."""
         n_bands = keys.shape[1] if keys.ndim == 2 else 1
-        query, units = self.find(keys, None)
+        with self.lock:
+            query, units = self.bands.lookup(np.ascontiguousarray(keys, dtype=np.int64).ravel())
+            dead = self.dead
+        query, units = self._alive(query, units, dead, None)
         return query // n_bands, units
 
 
 class _Overlay:
     """A write transaction's changes to the buckets, merged into them once it commits. Its
     additions are kept as numpy columns, one batch per stored text (or bulk batch), and
-    looked up only by a later text of the same add_many (or bulk), so the lookup forms are
-    made when asked for, not on every add."""
+    looked up only by a later text of the same add_many (or bulk), so the lookup forms
+    (arrays() for probe_units, by_hash for the bulk path's exact classes) are made when asked
+    for, not on every add."""
 
     def __init__(self):
         # (ids, kinds, hashes, placed band keys, keys per unit, n_shingles, bits): int64
@@ -591,10 +586,8 @@ class _Overlay:
         self.batches = []
         self.n_added = 0
         self.dead = set()
-        self._by_key = {}  # band key -> unit ids
         self._by_hash = {}  # hash -> [unit id << 1 | kind]
-        self._keys_indexed = 0    # batches already in _by_key
-        self._hashes_indexed = 0  # and in _by_hash
+        self._hashes_indexed = 0  # batches already in _by_hash
         self._arrays = None  # (additions counted, arrays()) when made
 
     def add(self, ids, kinds, hashes, keys, counts, sizes, bits):
@@ -608,14 +601,6 @@ class _Overlay:
         if len(self.batches) == 1:
             return self.batches[0]
         return tuple(np.concatenate(column) for column in zip(*self.batches))
-
-    @property
-    def by_key(self) -> dict:
-        for ids, _, _, keys, counts, *_ in self.batches[self._keys_indexed:]:
-            for unit_id, band_key in zip(np.repeat(ids, counts).tolist(), keys.tolist()):
-                self._by_key.setdefault(band_key, []).append(unit_id)
-        self._keys_indexed = len(self.batches)
-        return self._by_key
 
     @property
     def by_hash(self) -> dict:
