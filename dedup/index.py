@@ -88,16 +88,11 @@ _RANK = {EXACT: 0, NEAR: 1, CONTAINED: 2}
 # decompress, for about the same size (0.70 vs 0.66 of a paragraph, 0.50 vs 0.51 of a document)
 ZSTD_LEVEL = 3
 _MATCH_CHUNK = 4096
-# (unit, key, start, end, line) of the first occurrence (earliest document, then position) of
-# each paragraph unit in a JSON list: the first entry of each in paragraphs_unit, then its row
-# (30% under a GROUP BY over all occurrences: 58 against 83 us for 8 units)
-_FIRST_PARAGRAPHS = (
-    "SELECT j.value, d.key, p.start, p.end, p.line FROM json_each(?) j "
-    "JOIN paragraphs p ON (p.doc, p.position) = (SELECT doc, position FROM paragraphs "
-    "WHERE unit = j.value ORDER BY doc, position LIMIT 1) JOIN docs d ON d.id = p.doc")
 # where each of a list of document units (first JSON list) and paragraph units (second)
-# first occurs, in one statement: (0, unit, key, docs id, NULL, NULL, NULL, copies) for a
-# document, (1, unit, key, docs id, start, end, line, NULL) for a paragraph
+# first occurs (earliest document, then position), in one statement: (0, unit, key, docs id,
+# NULL, NULL, NULL, copies) for a document, (1, unit, key, docs id, start, end, line, NULL) for
+# a paragraph. A paragraph's first entry in paragraphs_unit, then its row: 30% under a GROUP
+# BY over all occurrences (58 against 83 us for 8 units)
 _FIRST_PLACES = (
     "SELECT 0, j.value, d.key, d.id, NULL, NULL, NULL, "
     "(SELECT count(*) FROM docs WHERE unit = j.value) FROM json_each(?1) j "
@@ -1052,16 +1047,10 @@ class Index:
             rank = (_RANK[kind], -sim, unit_id)
             if unit not in best or rank < best[unit][0]:
                 best[unit] = (rank, unit_id, kind, sim)
-        # where the matched documents and paragraphs first occur, in one statement
-        first, where = {}, {}
-        if doc_pairs or best:
-            rows = conn.execute(_FIRST_PLACES, (_json_ids({p[5] for p in doc_pairs}),
-                                                _json_ids({b[1] for b in best.values()})))
-            for is_paragraph, unit_id, key, doc_id, start, end, line, copies in rows:
-                if is_paragraph:
-                    where[unit_id] = (key, start, end, line)
-                else:
-                    first[unit_id] = (key, doc_id, copies)
+        # where the matched documents and paragraphs first occur
+        first, where = self._first_places(conn, {p[5] for p in doc_pairs},
+                                          {b[1] for b in best.values()}) \
+            if doc_pairs or best else ({}, {})
         matches = []
         if doc_pairs:
             ranked = []
@@ -1346,7 +1335,12 @@ class Index:
                 best.update(self._verify_pairs(conn, prepared, kind_code,
                                                np.ascontiguousarray(pairs[:, 0]),
                                                np.ascontiguousarray(pairs[:, 1])))
-            where = self._first_places(conn, kind_code, {b[2] for b in best.values()})
+            found = {b[2] for b in best.values()}
+            if kind_code == DOCUMENT:
+                first, _ = self._first_places(conn, found, ())
+                where = {unit_id: (key, None, None, None) for unit_id, (key, *_) in first.items()}
+            else:
+                _, where = self._first_places(conn, (), found)
         out = [None] * n_units
         for unit, (kind, similarity, unit_id) in best.items():
             key, start, end, line = where[unit_id]
@@ -1380,22 +1374,21 @@ class Index:
                               int(right_ids[k]))
         return best
 
-    def _first_places(self, conn, kind_code, unit_ids) -> dict:
-        """stored unit id -> (key, start, end, line) of its first occurrence (start, end and
-        line None for a document)."""
-        where = {}
-        unit_ids = sorted(unit_ids)
-        for lo in range(0, len(unit_ids), _SQL_CHUNK):
-            chunk = _json_ids(unit_ids[lo:lo + _SQL_CHUNK])
-            if kind_code == DOCUMENT:
-                for unit_id, key, _ in conn.execute(
-                        "SELECT unit, key, min(id) FROM docs WHERE unit IN "
-                        "(SELECT value FROM json_each(?)) GROUP BY unit", (chunk,)):
-                    where[unit_id] = (key, None, None, None)
-            else:
-                for unit_id, key, start, end, line in conn.execute(_FIRST_PARAGRAPHS, (chunk,)):
+    def _first_places(self, conn, doc_units, paragraph_units) -> tuple[dict, dict]:
+        """Where stored units first occur (earliest document, then position), a statement per
+        _SQL_CHUNK of each: (document unit id -> (key, docs id, copies), paragraph unit id ->
+        (key, start, end, line)). A unit removed meanwhile is left out."""
+        first, where = {}, {}
+        doc_units, paragraph_units = sorted(doc_units), sorted(paragraph_units)
+        for lo in range(0, max(len(doc_units), len(paragraph_units)), _SQL_CHUNK):
+            rows = conn.execute(_FIRST_PLACES, (_json_ids(doc_units[lo:lo + _SQL_CHUNK]),
+                                                _json_ids(paragraph_units[lo:lo + _SQL_CHUNK])))
+            for is_paragraph, unit_id, key, doc_id, start, end, line, copies in rows:
+                if is_paragraph:
                     where[unit_id] = (key, start, end, line)
-        return where
+                else:
+                    first[unit_id] = (key, doc_id, copies)
+        return first, where
 
     @contextmanager
     def bulk(self):
