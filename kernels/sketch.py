@@ -15,7 +15,7 @@ from .hashing import fmix32, xxh64_codepoints
 from .minhash import EMPTY_SLOT, LOW32, _signature_into
 from .normalize import EXPANSION_BASE, _decode_utf8, _normalize_one
 from .shingle import CHAR, _combine, _fill_shingles, _finish, _n_shingles
-from .verify import pair_overlaps
+from .verify import is_edge_pair, pair_overlaps, set_similarity
 
 
 @njit(cache=True)
@@ -371,11 +371,10 @@ def verify_utf8(raw, raw_offsets, norm_offsets, data, data_offsets, stored_ids, 
         size_a, size_b = sizes[i], stored_sizes[row]
         left_sizes[k] = size_a
         if size_a > 0 and size_b > 0:
-            jaccard[k] = shared[i] / (size_a + size_b - shared[i])
-            containment[k] = shared[i] / min(size_a, size_b)
+            jaccard[k], containment[k] = set_similarity(shared[i], size_a, size_b)
         shorter = min(norm_offsets[left[k] + 1] - norm_offsets[left[k]], stored_lengths[row])
-        keep[k] = jaccard[k] >= threshold or (containment[k] >= containment_threshold
-                                              and shorter >= min_contained_length)
+        keep[k] = is_edge_pair(jaccard[k], containment[k], shorter, threshold,
+                               containment_threshold, min_contained_length)
         inside[k] = jaccard[k] >= threshold or size_a <= size_b
     return jaccard, containment, left_sizes, keep, inside
 

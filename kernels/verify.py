@@ -22,6 +22,23 @@ def intersection_size(shingles, lo_a, hi_a, lo_b, hi_b):
     return shared
 
 
+@njit(cache=True, inline="always")
+def set_similarity(shared, size_a, size_b):
+    """(Jaccard, containment) of two non-empty sets from their distinct sizes and the count
+    they share, containment being the share of the smaller set found in the larger: the one
+    definition every kernel uses, so the floats agree bit for bit."""
+    return shared / (size_a + size_b - shared), shared / min(size_a, size_b)
+
+
+@njit(cache=True, inline="always")
+def is_edge_pair(jaccard, containment, shorter, threshold, containment_threshold,
+                 min_contained_length):
+    """pipeline.is_edge of one pair: a near copy, or a contained one whose shorter unit has at
+    least min_contained_length normalized characters."""
+    return jaccard >= threshold or (containment >= containment_threshold
+                                    and shorter >= min_contained_length)
+
+
 @njit(cache=True, parallel=True)
 def pair_similarities(shingles, offsets, left, right):
     """Exact Jaccard and containment of each pair.
@@ -42,8 +59,7 @@ def pair_similarities(shingles, offsets, left, right):
         if size_a == 0 or size_b == 0:
             continue
         shared = intersection_size(shingles, offsets[a], offsets[a + 1], offsets[b], offsets[b + 1])
-        jaccard[k] = shared / (size_a + size_b - shared)
-        containment[k] = shared / min(size_a, size_b)
+        jaccard[k], containment[k] = set_similarity(shared, size_a, size_b)
     return jaccard, containment
 
 
@@ -191,11 +207,9 @@ def has_repeat_pair(sizes, shared, lengths, threshold, containment_threshold,
             b = sizes[j]
             if a == 0 or b == 0:
                 continue
-            s = shared[i, j]
-            if s / (a + b - s) >= threshold:
-                return True
-            if s / min(a, b) >= containment_threshold and \
-                    min(lengths[i], lengths[j]) >= min_contained_length:
+            jaccard, containment = set_similarity(shared[i, j], a, b)
+            if is_edge_pair(jaccard, containment, min(lengths[i], lengths[j]), threshold,
+                            containment_threshold, min_contained_length):
                 return True
     return False
 
@@ -302,7 +316,7 @@ def pair_bound(raw, raw_offsets, left, right_ids, sizes, bits, threshold,
             w = bits[unit_id, word]
             for bit in range(64):
                 bound += counts[word * 64 + bit] * np.int64((w >> np.uint64(bit)) & np.uint64(1))
-        s = min(bound, a, b)
-        if s / (a + b - s) < threshold and s / min(a, b) < containment_threshold:
+        jaccard, containment = set_similarity(min(bound, a, b), a, b)
+        if jaccard < threshold and containment < containment_threshold:
             keep[k] = False
     return keep
