@@ -1449,23 +1449,24 @@ class Index:
                 continue
             stored[key] = text_hash
             counts["added"] += 1
-            norm = None
+            data = None
             doc_ids = {}
             for unit in active:
                 hash_kind = (hashes[unit], DOCUMENT if unit == 0 else PARAGRAPH)
                 unit_id = ids.get(hash_kind)
                 if unit_id is None:
-                    if norm is None:
-                        norm = analysis.norm.astype("<u4").tobytes().decode("utf-32-le")
-                        norm_offsets = analysis.norm_offsets.tolist()
+                    if data is None:  # every unit's UTF-8 at once, as _store makes its own
+                        data, data_offsets = encode_utf8(analysis.norm, analysis.norm_offsets,
+                                                         np.arange(len(analysis)))
+                        data, data_offsets = data.tobytes(), data_offsets.tolist()
+                        lengths = analysis.norm_lengths.tolist()
                         sizes = analysis.sizes()
                         bits = shingle_bits(analysis.raw, analysis.raw_offsets)
                     unit_id = next_unit
                     next_unit += 1
                     new_units[unit_id] = [
-                        hash_kind[1], hash_kind[0], norm_offsets[unit + 1] - norm_offsets[unit],
-                        int(sizes[unit]),
-                        _compress(norm[norm_offsets[unit]:norm_offsets[unit + 1]].encode("utf-8")),
+                        hash_kind[1], hash_kind[0], lengths[unit], int(sizes[unit]),
+                        _compress(data[data_offsets[unit]:data_offsets[unit + 1]]),
                         None, bits[unit]]
                     new_where.append((index, unit))
                     ids[hash_kind] = unit_id
