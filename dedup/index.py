@@ -9,7 +9,8 @@ across restarts. The index answers what the batch path answers on the same strea
 - candidates are the stored units sharing an LSH band key with the new one (the same
   signatures and band keys as the batch path), plus the stored unit with the same normalized
   hash; every candidate is verified on exact shingle sets, re-made from the unit's stored
-  normalized text (zstd-compressed UTF-8), never on an estimate; a paragraph candidate that
+  normalized text (UTF-8; the units one add stores share one zstd frame, in which a paragraph
+  is usually a span of its document's text), never on an estimate; a paragraph candidate that
   cannot be a repeat by an exact bound from in-memory summaries (each stored unit's distinct
   shingle count and the 512 parts of the hash space its shingles fall in) is dropped unread;
 - a band bucket holds at most `max_bucket` units: a unit arriving at a full bucket is compared
@@ -51,7 +52,7 @@ from dedup.kernels.band import (
     has_repeated_key, key_directory, probe_units, sorted_lookup, table_insert, table_lookup,
 )
 from dedup.kernels.shingle import CHAR, WORD, compact_sorted_inplace
-from dedup.kernels.sketch import document_units, encode_utf8, sketch_units, verify_utf8
+from dedup.kernels.sketch import document_units, pack_utf8, sketch_units, verify_utf8
 from dedup.kernels.verify import (
     BIT_WORDS, pair_bound, paragraph_repeats, set_overlaps, shingle_bits,
 )
@@ -68,8 +69,11 @@ from dedup.results import DocumentMatch, ParagraphRepeat, UnitMatch, Verdict
 # a third of what an add wrote to the WAL; 4: no reference counts in units (remove() asks the
 # indexes on docs.unit and paragraphs.unit): an add repeating stored paragraphs updated a row
 # at a random page of units for each; 5: units.bits, the summary that lets a check drop most
-# false candidates without reading them
-FORMAT_VERSION = 5
+# false candidates without reading them; 6: the units one add stores share one compressed
+# text, each a span of it (units.holder, start, end): one zstd call per add instead of one per
+# unit (33 against 126 us for a news-like document and its paragraphs, whose text is mostly
+# the document's: 1.6 against 3.7 KB)
+FORMAT_VERSION = 6
 APPLICATION_ID = 0x64447570  # "dDup" in the SQLite header: tells our files from other databases
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DOCUMENT, PARAGRAPH = 0, 1
@@ -100,6 +104,8 @@ _FIRST_PLACES = (
     "UNION ALL SELECT 1, j.value, d.key, d.id, p.start, p.end, p.line, NULL FROM json_each(?2) j "
     "JOIN paragraphs p ON (p.doc, p.position) = (SELECT doc, position FROM paragraphs "
     "WHERE unit = j.value ORDER BY doc, position LIMIT 1) JOIN docs d ON d.id = p.doc")
+_INSERT_UNITS = ("INSERT INTO units (id, kind, hash, norm_length, n_shingles, holder, start, "
+                 "end, norm, bands, bits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _PROBE_CHUNK = 1 << 16  # units per bucket lookup in may_match()  # units per kernel call in match(): bounds the shingles held at once
 _SQL_CHUNK = 20_000  # values per json_each list
 # numba's workqueue threading layer must not be entered by two threads at once
@@ -132,7 +138,13 @@ CREATE TABLE units (
     hash INTEGER NOT NULL,         -- xxh64 of the normalized unit, as in the batch path
     norm_length INTEGER NOT NULL,  -- normalized characters
     n_shingles INTEGER NOT NULL,
-    norm BLOB NOT NULL,            -- zstd(UTF-8 of the normalized text): re-shingled to verify
+    -- the normalized text, re-shingled to verify: UTF-8 bytes start..end of the text that
+    -- unit `holder` holds (itself, or the first unit stored with it by the same add: their
+    -- ids are consecutive), where a paragraph is usually a span of its document's text
+    holder INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    norm BLOB,                     -- the holder's: zstd(the texts of its units), else NULL
     -- the band keys under which it is in a bucket (int64 little-endian): a key is missing
     -- only when its bucket was full. Buckets are kept in memory, loaded from these: 16 rows
     -- per unit inserted at random places of a B-tree cost most of an add.
@@ -200,9 +212,37 @@ def _decompress(blob: bytes) -> bytes:
     return _decompressor()(blob)
 
 
-def _decode_norm(blob: bytes) -> np.ndarray:
-    text = _decompress(blob).decode("utf-8")
-    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int32)
+def _decode_norm(data: bytes) -> np.ndarray:
+    """Code points (int32) of a unit's normalized text, from its UTF-8."""
+    return np.frombuffer(data.decode("utf-8").encode("utf-32-le"),
+                         dtype=np.uint32).astype(np.int32)
+
+
+def _pack(analysis: "_Analysis", units: np.ndarray) -> tuple[bytes, list]:
+    """The compressed text of units of an analysis stored together (kernels.sketch.pack_utf8:
+    a paragraph inside its document's text is a span of it). Returns (zstd blob, [(start,
+    end) of each unit's UTF-8 in the decompressed text])."""
+    data, starts, ends = pack_utf8(analysis.norm, analysis.norm_offsets, units)
+    return _compress(data.tobytes()), list(zip(starts.tolist(), ends.tolist()))
+
+
+def _unit_texts(rows) -> list:
+    """Each unit's UTF-8 from (holder id, start, end, the holder's blob or None) rows, one
+    decompression per holder; None for a unit whose holder, span or frame is missing or
+    damaged."""
+    decompress = _decompressor()
+    held = {}
+    out = []
+    for holder, start, end, blob in rows:
+        text = held.get(holder)
+        if text is None and blob is not None:
+            try:
+                text = held[holder] = decompress(blob)
+            except zstandard.ZstdError:
+                pass
+        out.append(text[start:end] if text is not None and 0 <= start <= end <= len(text)
+                   else None)
+    return out
 
 
 def _check_key(key) -> str:
@@ -955,11 +995,16 @@ class Index:
             # the list drives the join (CROSS JOIN keeps it outer), so rows come in its
             # ascending order: 49 against 90 us for 5 units under `id IN (SELECT ...) ORDER BY`
             rows += conn.execute(
-                "SELECT u.id, u.kind, u.norm_length, u.n_shingles, u.norm FROM json_each(?) j "
-                "CROSS JOIN units u ON u.id = j.value",
+                "SELECT u.id, u.kind, u.norm_length, u.n_shingles, u.holder, u.start, u.end, "
+                "h.norm FROM json_each(?) j CROSS JOIN units u ON u.id = j.value "
+                "LEFT JOIN units h ON h.id = u.holder",
                 (_json_ids(unit_ids[lo:lo + _SQL_CHUNK]),)).fetchall()
-        columns = tuple(zip(*rows)) or ((),) * 5
-        texts = list(map(_decompressor(), columns[4]))
+        columns = tuple(zip(*rows)) or ((),) * 8
+        texts = _unit_texts(zip(*columns[4:]))
+        if None in texts:
+            unit_id = columns[0][texts.index(None)]
+            raise InputError(f"{self.path}: damaged: the text of unit {unit_id} is missing "
+                             f"(integrity_check() lists what else is)")
         data_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)),
                   out=data_offsets[1:])
@@ -1197,8 +1242,8 @@ class Index:
                                 count=len(new_units))
             sizes = analysis.sizes()[units]
             bits = shingle_bits(analysis.raw, analysis.raw_offsets)[units]
-            data, data_offsets = encode_utf8(analysis.norm, analysis.norm_offsets, units)
-            data, data_offsets = data.tobytes(), data_offsets.tolist()
+            blob, spans = _pack(analysis, units)
+            holder = new_units[0][2]
             lengths = np.diff(analysis.norm_offsets)[units].tolist()
             # no bucket can fill up while this text's units join: each takes all its keys
             # (once: a key met twice in a unit, two bands hashing alike, is placed once)
@@ -1222,12 +1267,11 @@ class Index:
             placed = np.concatenate(placed)
             key_bytes = placed.astype("<i8").tobytes()
             bit_bytes = bits.astype("<u8").tobytes()
-            compress = _compressor()
             key_at, bit_at = 0, 0
             for k, (_, (unit_hash, kind), unit_id) in enumerate(new_units):
-                blob = compress(data[data_offsets[k]:data_offsets[k + 1]])
                 key_end = key_at + 8 * int(counts[k])
-                new_rows.append((unit_id, kind, unit_hash, lengths[k], int(sizes[k]), blob,
+                new_rows.append((unit_id, kind, unit_hash, lengths[k], int(sizes[k]), holder,
+                                 *spans[k], blob if k == 0 else None,
                                  key_bytes[key_at:key_end], bit_bytes[bit_at:bit_at + 64]))
                 key_at, bit_at = key_end, bit_at + 64
             self._local.overlay.add(
@@ -1236,9 +1280,7 @@ class Index:
                 np.fromiter((hk[0] for _, hk, _ in new_units), dtype=np.int64, count=units.size),
                 placed, counts, sizes, bits)
         if new_rows:
-            conn.executemany(
-                "INSERT INTO units (id, kind, hash, norm_length, n_shingles, norm, bands, bits) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", new_rows)
+            conn.executemany(_INSERT_UNITS, new_rows)
         doc_id = next_doc
         self._local.next_ids = (next_unit, next_doc + 1)
         conn.execute(
@@ -1438,7 +1480,8 @@ class Index:
         ids.update((wanted[q], unit_id) for q, unit_id in zip(query.tolist(), unit_ids.tolist()))
         next_unit, next_doc = self._next_ids(conn)
         # first the rows: which units are new (and their ids), documents
-        new_units = {}  # unit id -> [kind, hash, norm_length, n_shingles, blob, bands, bits]
+        # unit id -> [kind, hash, norm_length, n_shingles, holder, start, end, blob, bands, bits]
+        new_units = {}
         new_where = []  # (analysis index, unit) of each new unit, in id order
         docs, paragraphs = [], []
         for index, ((key, text), analysis, hashes, active) in enumerate(
@@ -1449,28 +1492,30 @@ class Index:
                 continue
             stored[key] = text_hash
             counts["added"] += 1
-            data = None
             doc_ids = {}
+            doc_new = []  # (unit, unit id) of the text's new units
             for unit in active:
                 hash_kind = (hashes[unit], DOCUMENT if unit == 0 else PARAGRAPH)
                 unit_id = ids.get(hash_kind)
                 if unit_id is None:
-                    if data is None:  # every unit's UTF-8 at once, as _store makes its own
-                        data, data_offsets = encode_utf8(analysis.norm, analysis.norm_offsets,
-                                                         np.arange(len(analysis)))
-                        data, data_offsets = data.tobytes(), data_offsets.tolist()
-                        lengths = analysis.norm_lengths.tolist()
-                        sizes = analysis.sizes()
-                        bits = shingle_bits(analysis.raw, analysis.raw_offsets)
                     unit_id = next_unit
                     next_unit += 1
-                    new_units[unit_id] = [
-                        hash_kind[1], hash_kind[0], lengths[unit], int(sizes[unit]),
-                        _compress(data[data_offsets[unit]:data_offsets[unit + 1]]),
-                        None, bits[unit]]
+                    doc_new.append((unit, unit_id))
                     new_where.append((index, unit))
                     ids[hash_kind] = unit_id
                 doc_ids[unit] = unit_id
+            if doc_new:  # their texts packed together, as _store does
+                units = np.fromiter((u for u, _ in doc_new), dtype=np.int64, count=len(doc_new))
+                blob, spans = _pack(analysis, units)
+                lengths = analysis.norm_lengths.tolist()
+                sizes = analysis.sizes()
+                bits = shingle_bits(analysis.raw, analysis.raw_offsets)
+                holder = doc_new[0][1]
+                for k, (unit, unit_id) in enumerate(doc_new):
+                    new_units[unit_id] = [
+                        DOCUMENT if unit == 0 else PARAGRAPH, hashes[unit], lengths[unit],
+                        int(sizes[unit]), holder, *spans[k], blob if k == 0 else None, None,
+                        bits[unit]]
             doc_id = next_doc
             next_doc += 1
             docs.append((doc_id, key, text_hash, doc_ids.get(0), len(text), len(analysis) - 1))
@@ -1482,11 +1527,11 @@ class Index:
         # then the buckets of the new units, in id order as add() would place them
         all_placed = self._place([analyses[index].keys[unit] for index, unit in new_where])
         for row, placed in zip(new_units.values(), all_placed):
-            row[5] = placed.astype("<i8").tobytes()
+            row[8] = placed.astype("<i8").tobytes()
         if new_units:
             rows = list(new_units.values())
             n = len(rows)
-            bits = np.stack([row[6] for row in rows])
+            bits = np.stack([row[9] for row in rows])
             overlay.add(np.fromiter(new_units, dtype=np.int64, count=n),
                         np.fromiter((row[0] for row in rows), dtype=np.int64, count=n),
                         np.fromiter((row[1] for row in rows), dtype=np.int64, count=n),
@@ -1494,10 +1539,8 @@ class Index:
                         np.fromiter(map(len, all_placed), dtype=np.int64, count=n),
                         np.fromiter((row[3] for row in rows), dtype=np.int64, count=n), bits)
             for row, row_bits in zip(rows, bits.astype("<u8")):
-                row[6] = row_bits.tobytes()
-        conn.executemany(
-            "INSERT INTO units (id, kind, hash, norm_length, n_shingles, norm, bands, bits) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(i, *row) for i, row in new_units.items()])
+                row[9] = row_bits.tobytes()
+        conn.executemany(_INSERT_UNITS, [(i, *row) for i, row in new_units.items()])
         conn.executemany("INSERT INTO docs (id, key, text_hash, unit, n_chars, n_paragraphs) "
                          "VALUES (?, ?, ?, ?, ?, ?)", docs)
         conn.executemany("INSERT INTO paragraphs (doc, position, unit, start, end, line) "
@@ -1580,14 +1623,39 @@ class Index:
             "WHERE unit = j.value) AND NOT EXISTS (SELECT 1 FROM docs WHERE unit = j.value)",
             (_json_ids(sorted(used)),))]
         if dead:
+            self._hand_over(conn, dead)
             conn.executemany("DELETE FROM units WHERE id = ?", [(d,) for d in dead])
             conn.executemany("INSERT INTO dropped (unit) VALUES (?)", [(d,) for d in dead])
             self._local.overlay.dead.update(dead)
         return True
 
+    @staticmethod
+    def _hand_over(conn, dead: list):
+        """Before the units `dead` are deleted: a holder among them hands its compressed text
+        (offsets unchanged) to the first of its units that stay. Units stored together have
+        consecutive ids, so its units are the rows after it that name it, up to the first
+        that does not."""
+        gone = set(dead)
+        holders = conn.execute(
+            "SELECT u.id, u.norm FROM json_each(?) j CROSS JOIN units u ON u.id = j.value "
+            "WHERE u.holder = u.id", (_json_ids(sorted(dead)),)).fetchall()
+        for holder, blob in holders:
+            staying = []
+            for unit_id, unit_holder in conn.execute(
+                    "SELECT id, holder FROM units WHERE id > ? ORDER BY id", (holder,)):
+                if unit_holder != holder:
+                    break
+                if unit_id not in gone:
+                    staying.append(unit_id)
+            if staying:
+                conn.execute("UPDATE units SET norm = ? WHERE id = ?", (blob, staying[0]))
+                conn.executemany("UPDATE units SET holder = ? WHERE id = ?",
+                                 [(staying[0], unit_id) for unit_id in staying])
+
     def _stored_band_keys(self, rows) -> np.ndarray:
-        """Band keys int64[n, bands] of stored units (kind, norm blob), salted by kind."""
-        norms = [_decode_norm(blob) for _, blob in rows]
+        """Band keys int64[n, bands] of stored units (kind, UTF-8 of the normalized text),
+        salted by kind."""
+        norms = [_decode_norm(data) for _, data in rows]
         offsets = np.zeros(len(norms) + 1, dtype=np.int64)
         np.cumsum([n.size for n in norms], out=offsets[1:])
         with _kernels():
@@ -1645,6 +1713,11 @@ class Index:
                     "length(bands) % 8 != 0",
                 "unit with a malformed shingle summary": "SELECT id FROM units WHERE "
                     f"length(bits) != {_BITS_BYTES}",
+                "unit whose holder holds no text": "SELECT u.id FROM units u WHERE NOT EXISTS "
+                    "(SELECT 1 FROM units h WHERE h.id = u.holder AND h.holder = h.id AND "
+                    "h.norm IS NOT NULL)",
+                "unit holding a text that is not its units'": "SELECT id FROM units WHERE "
+                    "norm IS NOT NULL AND holder != id",
                 "units with the same normalized text": "SELECT min(id) FROM units "
                     "GROUP BY hash, kind HAVING count(*) > 1",
                 "document unit no document uses": "SELECT u.id FROM units u WHERE u.kind = 0 "
@@ -1673,13 +1746,23 @@ class Index:
                                                      dtype="<i8").tolist())
             for band_key in stored_keys[unit_id]:
                 buckets.setdefault(band_key, set()).add(unit_id)
-        cursor = conn.execute("SELECT id, kind, n_shingles, bits, norm FROM units ORDER BY id")
+        cursor = conn.execute("SELECT u.id, u.kind, u.n_shingles, u.bits, u.holder, u.start, "
+                              "u.end, h.norm FROM units u LEFT JOIN units h ON h.id = u.holder "
+                              "ORDER BY u.id")
         while len(problems) < 20:
             rows = cursor.fetchmany(512)
             if not rows:
                 break
-            keys = self._stored_band_keys([(kind, blob) for _, kind, _, _, blob in rows])
-            norms = [_decode_norm(blob) for *_, blob in rows]
+            texts = _unit_texts(row[4:] for row in rows)
+            for row, text in zip(rows, texts):
+                if text is None:
+                    problems.append(f"unit {row[0]}: its text is missing (no holder {row[4]}, "
+                                    f"or its span {row[5]}..{row[6]} is outside the holder's)")
+            rows = [row[:4] + (text,) for row, text in zip(rows, texts) if text is not None]
+            if not rows:
+                continue
+            keys = self._stored_band_keys([(kind, text) for _, kind, _, _, text in rows])
+            norms = [_decode_norm(text) for *_, text in rows]
             offsets = np.zeros(len(norms) + 1, dtype=np.int64)
             np.cumsum([n.size for n in norms], out=offsets[1:])
             with _kernels():

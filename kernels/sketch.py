@@ -379,40 +379,101 @@ def verify_utf8(raw, raw_offsets, norm_offsets, data, data_offsets, stored_ids, 
     return jaccard, containment, left_sizes, keep, inside
 
 
+@njit(cache=True, inline="always")
+def _utf8_size(c):
+    return 1 if c < 0x80 else 2 if c < 0x800 else 3 if c < 0x10000 else 4
+
+
+@njit(cache=True, inline="always")
+def _put_utf8(data, at, c):
+    """Write code point c as UTF-8 at data[at:]; returns the position after it."""
+    if c < 0x80:
+        data[at] = c
+        return at + 1
+    if c < 0x800:
+        data[at] = 0xC0 | (c >> 6)
+        data[at + 1] = 0x80 | (c & 0x3F)
+        return at + 2
+    if c < 0x10000:
+        data[at] = 0xE0 | (c >> 12)
+        data[at + 1] = 0x80 | ((c >> 6) & 0x3F)
+        data[at + 2] = 0x80 | (c & 0x3F)
+        return at + 3
+    data[at] = 0xF0 | (c >> 18)
+    data[at + 1] = 0x80 | ((c >> 12) & 0x3F)
+    data[at + 2] = 0x80 | ((c >> 6) & 0x3F)
+    data[at + 3] = 0x80 | (c & 0x3F)
+    return at + 4
+
+
+@njit(cache=True, inline="always")
+def _find_codepoints(values, lo, hi, needle_lo, needle_hi, start):
+    """Where values[needle_lo:needle_hi] first occurs in values[lo:hi] at or after start
+    (an index into values), or -1."""
+    n = needle_hi - needle_lo
+    first = values[needle_lo]
+    for i in range(start, hi - n + 1):
+        if values[i] == first:
+            j = 1
+            while j < n and values[i + j] == values[needle_lo + j]:
+                j += 1
+            if j == n:
+                return i
+    return -1
+
+
 @njit(cache=True)
-def encode_utf8(values, offsets, units):
-    """The UTF-8 bytes of the chosen units (code points values[offsets[u]:offsets[u + 1]] for
-    u in units), concatenated: (data uint8, data_offsets int64[len(units) + 1]). The inverse
-    of raw_shingles_utf8's decoding: what the persistent index compresses and stores."""
+def pack_utf8(values, offsets, units):
+    """The UTF-8 text the persistent index compresses for units stored together (code points
+    values[offsets[u]:offsets[u + 1]] for u in units, in order; the inverse of
+    raw_shingles_utf8's decoding): the first unit's bytes, then each later unit's that the
+    first does not contain. A later unit found in the first (a paragraph in its document) is a
+    span of it: searched from where the unit before was found (paragraphs come in order), then
+    from the start. Returns (data uint8, starts int64[len(units)], ends int64[len(units)]):
+    unit k's UTF-8 is data[starts[k]:ends[k]]."""
+    n = units.size
+    starts = np.zeros(n, dtype=np.int64)
+    ends = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint8), starts, ends
+    lo, hi = offsets[units[0]], offsets[units[0] + 1]
+    inside = np.full(n, -1, dtype=np.int64)  # where each later unit starts in the first
     total = 0
-    for u in units:
-        for i in range(offsets[u], offsets[u + 1]):
-            c = values[i]
-            total += 1 if c < 0x80 else 2 if c < 0x800 else 3 if c < 0x10000 else 4
+    for i in range(lo, hi):
+        total += _utf8_size(values[i])
+    cursor = lo
+    for k in range(1, n):
+        u_lo, u_hi = offsets[units[k]], offsets[units[k] + 1]
+        at = -1
+        if u_hi > u_lo:
+            at = _find_codepoints(values, lo, hi, u_lo, u_hi, cursor)
+            if at < 0:
+                at = _find_codepoints(values, lo, min(hi, cursor + (u_hi - u_lo) - 1), u_lo,
+                                      u_hi, lo)
+        if at >= 0:
+            inside[k] = at
+            cursor = at + (u_hi - u_lo)
+        else:
+            for i in range(u_lo, u_hi):
+                total += _utf8_size(values[i])
     data = np.empty(total, dtype=np.uint8)
-    data_offsets = np.zeros(units.size + 1, dtype=np.int64)
+    # the first unit, with the byte position of every code point a later unit starts or
+    # ends at
+    byte_at = np.empty(hi - lo + 1, dtype=np.int64)
     at = 0
-    for k in range(units.size):
-        u = units[k]
-        for i in range(offsets[u], offsets[u + 1]):
-            c = values[i]
-            if c < 0x80:
-                data[at] = c
-                at += 1
-            elif c < 0x800:
-                data[at] = 0xC0 | (c >> 6)
-                data[at + 1] = 0x80 | (c & 0x3F)
-                at += 2
-            elif c < 0x10000:
-                data[at] = 0xE0 | (c >> 12)
-                data[at + 1] = 0x80 | ((c >> 6) & 0x3F)
-                data[at + 2] = 0x80 | (c & 0x3F)
-                at += 3
-            else:
-                data[at] = 0xF0 | (c >> 18)
-                data[at + 1] = 0x80 | ((c >> 12) & 0x3F)
-                data[at + 2] = 0x80 | ((c >> 6) & 0x3F)
-                data[at + 3] = 0x80 | (c & 0x3F)
-                at += 4
-        data_offsets[k + 1] = at
-    return data, data_offsets
+    for i in range(lo, hi):
+        byte_at[i - lo] = at
+        at = _put_utf8(data, at, values[i])
+    byte_at[hi - lo] = at
+    ends[0] = at
+    for k in range(1, n):
+        u_lo, u_hi = offsets[units[k]], offsets[units[k] + 1]
+        if inside[k] >= 0:
+            starts[k] = byte_at[inside[k] - lo]
+            ends[k] = byte_at[inside[k] - lo + (u_hi - u_lo)]
+        else:
+            starts[k] = at
+            for i in range(u_lo, u_hi):
+                at = _put_utf8(data, at, values[i])
+            ends[k] = at
+    return data, starts, ends

@@ -14,6 +14,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytest
+import zstandard
 
 import dedup
 from dedup import Config, ConfigError, Index, InputError
@@ -362,6 +363,10 @@ def test_replacing_with_a_text_that_keeps_some_paragraphs(tmp_path):
     ("DELETE FROM docs", "paragraph refers to a missing document"),
     ("UPDATE units SET bits = x'00' WHERE kind = 1", "unit with a malformed shingle summary"),
     ("UPDATE units SET bits = zeroblob(64) WHERE kind = 0", "gives another shingle summary"),
+    ("UPDATE units SET norm = NULL WHERE kind = 0", "unit whose holder holds no text"),
+    ("UPDATE units SET norm = x'00' WHERE kind = 1", "unit holding a text that is not its"),
+    ("UPDATE units SET norm = x'00' WHERE kind = 0", "its text is missing"),
+    ("UPDATE units SET end = end + 1000 WHERE kind = 1", "its text is missing"),
 ])
 def test_integrity_check_names_what_is_damaged(tmp_path, damage, problem):
     path = tmp_path / "a.idx"
@@ -374,6 +379,51 @@ def test_integrity_check_names_what_is_damaged(tmp_path, damage, problem):
     conn.close()
     with Index.open(path, read_only=True) as index:
         assert any(problem in line for line in index.integrity_check())
+
+
+def test_unit_texts_are_spans_of_their_holders_text():
+    from dedup.index import _unit_texts
+    blob = zstandard.ZstdCompressor().compress(b"the document, its paragraph")
+    rows = [(7, 0, 12, blob), (7, 14, 27, blob), (7, 0, 28, blob), (8, 0, 1, None),
+            (9, 0, 1, b"not zstd")]
+    assert _unit_texts(rows) == [b"the document", b"its paragraph", None, None, None]
+
+
+SHARED = ["A shared paragraph that both of the stories quote word for word.",
+          "Another shared paragraph, the second one that the two stories repeat."]
+
+
+def test_removing_the_holder_of_a_shared_text_hands_it_over(tmp_path):
+    """The units one add stores share one compressed text, held by the first of them (here
+    the document's unit). Removing that document leaves its paragraphs that another document
+    uses: the first of them takes the text over, and both still verify against it."""
+    first = "\n".join(["The first story opens with words of its own."] + SHARED
+                      + ["A closing line that only the first story has."])
+    second = "\n".join(["The second story begins in another way entirely."] + SHARED)
+    with Index.open(tmp_path / "a.idx") as index:
+        index.add("a", first)
+        index.add("b", second)
+        assert index.remove("a")
+        assert index.integrity_check() == []
+        for shared in SHARED:  # a near copy: verified on the stored text, not exact
+            near = shared.replace("the", "those", 1)
+            repeats = index.check("Something unrelated to either of the stories.\n" + near)
+            assert [(r.key, r.kind) for r in repeats.paragraphs] == [("b", NEAR)]
+        assert index.remove("b") and len(index) == 0
+        assert index.integrity_check() == []
+
+
+def test_a_check_that_meets_a_damaged_text_says_so(tmp_path):
+    path = tmp_path / "a.idx"
+    with Index.open(path) as index:
+        index.add("a", "\n".join(SHARED))
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE units SET norm = NULL")
+    conn.commit()
+    conn.close()
+    with Index.open(path, read_only=True) as index:
+        with pytest.raises(InputError, match="damaged: the text of unit"):
+            index.check(SHARED[0].replace("the", "those", 1))
 
 
 def test_remove_leaves_what_a_fresh_index_would_hold(tmp_path, corpus):

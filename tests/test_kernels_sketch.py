@@ -5,7 +5,7 @@ tested) kernels for what the one-text path must reproduce bit for bit."""
 import numpy as np
 import pytest
 import xxhash
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import reference
@@ -13,7 +13,7 @@ from dedup.kernels.band import band_keys, key_directory, sorted_lookup
 from dedup.kernels.minhash import minhash_signatures
 from dedup.kernels.shingle import CHAR, WORD, raw_shingles
 from dedup.kernels.sketch import (
-    document_units, encode_utf8, overlaps_utf8, raw_shingles_utf8, sketch_units, verify_utf8,
+    document_units, overlaps_utf8, pack_utf8, raw_shingles_utf8, sketch_units, verify_utf8,
 )
 from dedup.kernels.verify import (
     has_repeat_pair, pair_bound, pair_overlaps, pair_similarities, paragraph_repeats,
@@ -404,14 +404,37 @@ def test_pair_bound_drops_units_in_other_parts():
     assert keep.tolist() == [True, False]  # unit 0, the document, is always kept
 
 
+@settings(max_examples=300)
 @given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12),
-                min_size=1, max_size=5), st.data())
-def test_encode_utf8_is_str_encode(units, data):
+                min_size=1, max_size=6), st.data())
+def test_pack_utf8_gives_back_every_unit(units, data):
+    """Each chosen unit's UTF-8 is a span of the packed text, which holds the first unit's
+    bytes and then those of the later units the first does not contain (a paragraph inside
+    its document adds nothing)."""
+    # some units are cut out of the first, as paragraphs are out of their document
+    for k in range(1, len(units)):
+        if units[0] and data.draw(st.booleans()):
+            lo = data.draw(st.integers(0, len(units[0]) - 1))
+            units[k] = units[0][lo:data.draw(st.integers(lo + 1, len(units[0])))]
     values = np.asarray([ord(c) for u in units for c in u], dtype=np.int32)
     offsets = np.zeros(len(units) + 1, dtype=np.int64)
     np.cumsum([len(u) for u in units], out=offsets[1:])
-    chosen = data.draw(st.lists(st.integers(0, len(units) - 1), max_size=5))
-    encoded, encoded_offsets = encode_utf8(values, offsets, np.asarray(chosen, dtype=np.int64))
-    pieces = [units[u].encode("utf-8") for u in chosen]
-    assert encoded.tobytes() == b"".join(pieces)
-    assert np.diff(encoded_offsets).tolist() == [len(p) for p in pieces]
+    chosen = data.draw(st.lists(st.integers(0, len(units) - 1), min_size=1, max_size=6))
+    packed, starts, ends = pack_utf8(values, offsets, np.asarray(chosen, dtype=np.int64))
+    packed = packed.tobytes()
+    assert [packed[a:b] for a, b in zip(starts, ends)] == [units[u].encode() for u in chosen]
+    first = units[chosen[0]]
+    assert len(packed) == len(first.encode()) + sum(
+        len(units[u].encode()) for u in chosen[1:] if units[u] not in first)
+
+
+def test_pack_utf8_finds_paragraphs_in_order_and_out_of_order():
+    text = "ab ab ac\u0634\u0644 x"
+    units = [text, "ab ac", "ac\u0634", "ab", "zz"]  # "ab" occurs before the cursor too
+    values = np.asarray([ord(c) for u in units for c in u], dtype=np.int32)
+    offsets = np.cumsum([0] + [len(u) for u in units]).astype(np.int64)
+    packed, starts, ends = pack_utf8(values, offsets, np.arange(5, dtype=np.int64))
+    packed = packed.tobytes()
+    assert packed == (text + "zz").encode()
+    assert [packed[a:b].decode() for a, b in zip(starts, ends)] == units
+    assert starts[1] == 3 and starts[3] == 0  # after the cursor first, else from the start
