@@ -36,6 +36,7 @@ import functools
 import json
 import os
 import sqlite3
+import struct
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,8 +73,12 @@ from dedup.results import DocumentMatch, ParagraphRepeat, UnitMatch, Verdict
 # false candidates without reading them; 6: the units one add stores share one compressed
 # text, each a span of it (units.holder, start, end): one zstd call per add instead of one per
 # unit (33 against 126 us for a news-like document and its paragraphs, whose text is mostly
-# the document's: 1.6 against 3.7 KB)
-FORMAT_VERSION = 6
+# the document's: 1.6 against 3.7 KB); 7: units and docs without AUTOINCREMENT (meta's
+# last_removed_unit keeps unit ids from being given twice), and paragraphs as one B-tree keyed
+# by (unit, doc, position) with each document's spans in docs.paragraphs: a table and an
+# index before, so each paragraph of an add went into two B-trees (the two: about 50 us an add
+# less in a replay of an add's statements)
+FORMAT_VERSION = 7
 APPLICATION_ID = 0x64447570  # "dDup" in the SQLite header: tells our files from other databases
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DOCUMENT, PARAGRAPH = 0, 1
@@ -96,16 +101,18 @@ ZSTD_LEVEL = 1
 _MATCH_CHUNK = 4096
 # where each of a list of document units (first JSON list) and paragraph units (second)
 # first occurs (earliest document, then position), in one statement: (0, unit, key, docs id,
-# NULL, NULL, NULL, copies) for a document, (1, unit, key, docs id, start, end, line, NULL) for
-# a paragraph. A paragraph's first entry in paragraphs_unit, then its row: 30% under a GROUP
-# BY over all occurrences (58 against 83 us for 8 units)
+# NULL, NULL, copies) for a document, (1, unit, key, docs id, position, the document's
+# paragraphs blob, NULL) for a paragraph: its first (doc, position) in the paragraphs table's
+# key order, two seeks into one leaf
 _FIRST_PLACES = (
-    "SELECT 0, j.value, d.key, d.id, NULL, NULL, NULL, "
+    "SELECT 0, j.value, d.key, d.id, NULL, NULL, "
     "(SELECT count(*) FROM docs WHERE unit = j.value) FROM json_each(?1) j "
     "JOIN docs d ON d.id = (SELECT min(id) FROM docs WHERE unit = j.value) "
-    "UNION ALL SELECT 1, j.value, d.key, d.id, p.start, p.end, p.line, NULL FROM json_each(?2) j "
-    "JOIN paragraphs p ON (p.doc, p.position) = (SELECT doc, position FROM paragraphs "
-    "WHERE unit = j.value ORDER BY doc, position LIMIT 1) JOIN docs d ON d.id = p.doc")
+    "UNION ALL SELECT 1, j.value, d.key, d.id, (SELECT min(position) FROM paragraphs "
+    "WHERE unit = j.value AND doc = d.id), d.paragraphs, NULL FROM json_each(?2) j "
+    "JOIN docs d ON d.id = (SELECT min(doc) FROM paragraphs WHERE unit = j.value)")
+# a row of docs.paragraphs: (unit id or -1, start, end, line) int64 little-endian
+_SPAN = struct.Struct("<4q")
 _INSERT_UNITS = ("INSERT INTO units (id, kind, hash, norm_length, n_shingles, holder, start, "
                  "end, norm, bands, bits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _PROBE_CHUNK = 1 << 16  # units per bucket lookup in may_match()  # units per kernel call in match(): bounds the shingles held at once
@@ -135,7 +142,9 @@ def _kernels():
 SCHEMA = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE units (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- given in order and never again: above the largest here and meta's last_removed_unit
+    -- (AUTOINCREMENT's bookkeeping measured 27 us an add)
+    id INTEGER PRIMARY KEY,
     kind INTEGER NOT NULL,         -- 0 document, 1 paragraph
     hash INTEGER NOT NULL,         -- xxh64 of the normalized unit, as in the batch path
     norm_length INTEGER NOT NULL,  -- normalized characters
@@ -159,24 +168,26 @@ CREATE TABLE units (
     -- exact classes) and checked by integrity_check()
 );
 CREATE TABLE docs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order: the first copy is the earliest
+    id INTEGER PRIMARY KEY,        -- insertion order: the first copy is the earliest
     key TEXT NOT NULL UNIQUE,
     text_hash INTEGER NOT NULL,    -- xxh64 of the original text: idempotent adds
     unit INTEGER,                  -- NULL when the text normalizes to nothing
     n_chars INTEGER NOT NULL,
-    n_paragraphs INTEGER NOT NULL
+    -- its paragraphs by position (the lines that are not blank): (unit id, or -1 when it
+    -- normalizes to nothing, character start and end in the original text, line) as int64
+    -- little-endian, 32 bytes each
+    paragraphs BLOB NOT NULL
 );
 CREATE INDEX docs_unit ON docs (unit);
+-- which documents use each paragraph unit, and where: its first place (the earliest document)
+-- and whether it is still used are seeks into this key: one B-tree, not a table and an index
+-- (measured 34 us an add less)
 CREATE TABLE paragraphs (
-    doc INTEGER NOT NULL,
-    position INTEGER NOT NULL,     -- paragraph index in the document
     unit INTEGER NOT NULL,
-    start INTEGER NOT NULL,        -- character span in the original text
-    end INTEGER NOT NULL,
-    line INTEGER NOT NULL,
-    PRIMARY KEY (doc, position)
+    doc INTEGER NOT NULL,
+    position INTEGER NOT NULL,     -- row of docs.paragraphs
+    PRIMARY KEY (unit, doc, position)
 ) WITHOUT ROWID;
-CREATE INDEX paragraphs_unit ON paragraphs (unit, doc);
 -- units removed since the file was created: other processes drop them from their buckets
 CREATE TABLE dropped (seq INTEGER PRIMARY KEY AUTOINCREMENT, unit INTEGER NOT NULL);
 """
@@ -245,6 +256,18 @@ def _unit_texts(rows) -> list:
         out.append(text[start:end] if text is not None and 0 <= start <= end <= len(text)
                    else None)
     return out
+
+
+def _paragraph_rows(analysis: "_Analysis", unit_ids: dict) -> bytes:
+    """docs.paragraphs of an analysis whose paragraph units (1..) that normalize to something
+    are stored as unit_ids[unit]."""
+    rows = np.empty((len(analysis) - 1, 4), dtype="<i8")
+    rows[:, 0] = -1
+    if unit_ids:
+        rows[np.fromiter(unit_ids, dtype=np.int64, count=len(unit_ids)) - 1, 0] = list(
+            unit_ids.values())
+    rows[:, 1], rows[:, 2], rows[:, 3] = analysis.starts[1:], analysis.ends[1:], analysis.lines[1:]
+    return rows.tobytes()
 
 
 def _check_key(key) -> str:
@@ -453,7 +476,7 @@ class _Buckets:
     something to verify or to name.
 
     Loaded from units and brought up to date whenever another connection has committed
-    (PRAGMA data_version), from the units added since (ids only grow: AUTOINCREMENT) and the
+    (PRAGMA data_version), from the units added since (ids only grow: none is given twice) and the
     `dropped` log. Changes made inside a write transaction live in a per-thread _Overlay,
     merged only once the transaction commits, so a rollback (or a killed process) leaves
     nothing behind.
@@ -1285,18 +1308,14 @@ class Index:
             conn.executemany(_INSERT_UNITS, new_rows)
         doc_id = next_doc
         self._local.next_ids = (next_unit, next_doc + 1)
+        unit_ids = {unit: ids[(hashes[unit], PARAGRAPH)] for unit in active if unit > 0}
         conn.execute(
-            "INSERT INTO docs (id, key, text_hash, unit, n_chars, n_paragraphs) "
+            "INSERT INTO docs (id, key, text_hash, unit, n_chars, paragraphs) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (doc_id, key, text_hash, ids.get((hashes[0], DOCUMENT)) if 0 in active[:1] else None,
-             len(analysis.text), len(analysis) - 1))
-        starts, ends, lines = (analysis.starts.tolist(), analysis.ends.tolist(),
-                               analysis.lines.tolist())
-        conn.executemany(
-            "INSERT INTO paragraphs (doc, position, unit, start, end, line) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(doc_id, unit - 1, ids[(hashes[unit], PARAGRAPH)], starts[unit], ends[unit],
-              lines[unit]) for unit in active if unit > 0])
+             len(analysis.text), _paragraph_rows(analysis, unit_ids)))
+        conn.executemany("INSERT INTO paragraphs (unit, doc, position) VALUES (?, ?, ?)",
+                         [(unit_id, doc_id, unit - 1) for unit, unit_id in unit_ids.items()])
 
     # ---- many units at once: the batch command's side (dedup run --index) ----------------
 
@@ -1427,11 +1446,15 @@ class Index:
         for lo in range(0, max(len(doc_units), len(paragraph_units)), _SQL_CHUNK):
             rows = conn.execute(_FIRST_PLACES, (_json_ids(doc_units[lo:lo + _SQL_CHUNK]),
                                                 _json_ids(paragraph_units[lo:lo + _SQL_CHUNK])))
-            for is_paragraph, unit_id, key, doc_id, start, end, line, copies in rows:
-                if is_paragraph:
-                    where[unit_id] = (key, start, end, line)
-                else:
+            for is_paragraph, unit_id, key, doc_id, position, spans, copies in rows:
+                if not is_paragraph:
                     first[unit_id] = (key, doc_id, copies)
+                elif position is not None and _SPAN.size * (position + 1) <= len(spans):
+                    _, start, end, line = _SPAN.unpack_from(spans, _SPAN.size * position)
+                    where[unit_id] = (key, start, end, line)
+                else:  # the paragraphs table names a row the document does not have
+                    raise InputError(f"{self.path}: damaged: document {key!r} has no paragraph "
+                                     f"{position} (integrity_check() lists what else is)")
         return first, where
 
     @contextmanager
@@ -1520,11 +1543,10 @@ class Index:
                         bits[unit]]
             doc_id = next_doc
             next_doc += 1
-            docs.append((doc_id, key, text_hash, doc_ids.get(0), len(text), len(analysis) - 1))
-            starts, ends, lines = (analysis.starts.tolist(), analysis.ends.tolist(),
-                                   analysis.lines.tolist())
-            paragraphs += [(doc_id, unit - 1, doc_ids[unit], starts[unit], ends[unit],
-                            lines[unit]) for unit in active if unit > 0]
+            doc_unit = doc_ids.pop(0, None)  # the rest are paragraphs
+            docs.append((doc_id, key, text_hash, doc_unit, len(text),
+                         _paragraph_rows(analysis, doc_ids)))
+            paragraphs += [(unit_id, doc_id, unit - 1) for unit, unit_id in doc_ids.items()]
         self._local.next_ids = (next_unit, next_doc)
         # then the buckets of the new units, in id order as add() would place them
         all_placed = self._place([analyses[index].keys[unit] for index, unit in new_where])
@@ -1543,10 +1565,10 @@ class Index:
             for row, row_bits in zip(rows, bits.astype("<u8")):
                 row[9] = row_bits.tobytes()
         conn.executemany(_INSERT_UNITS, [(i, *row) for i, row in new_units.items()])
-        conn.executemany("INSERT INTO docs (id, key, text_hash, unit, n_chars, n_paragraphs) "
+        conn.executemany("INSERT INTO docs (id, key, text_hash, unit, n_chars, paragraphs) "
                          "VALUES (?, ?, ?, ?, ?, ?)", docs)
-        conn.executemany("INSERT INTO paragraphs (doc, position, unit, start, end, line) "
-                         "VALUES (?, ?, ?, ?, ?, ?)", paragraphs)
+        conn.executemany("INSERT INTO paragraphs (unit, doc, position) VALUES (?, ?, ?)",
+                         paragraphs)
         return counts
 
     def _place(self, rows: list) -> list:
@@ -1585,21 +1607,25 @@ class Index:
         return placed
 
     def _next_ids(self, conn) -> tuple[int, int]:
-        """The ids AUTOINCREMENT would give the next units row and docs row (inside a write
-        transaction, where no one else inserts): those this connection left after its last
-        write if no other connection has committed since (data_version), else read."""
+        """The ids of the next units row and docs row (inside a write transaction, where no
+        one else inserts): a unit id above every one given before (the largest stored, and
+        the largest removed), a docs id above the largest stored. Those this connection left
+        after its last write if no other connection has committed since (data_version), else
+        read."""
         local = self._local
         if local.next_ids is not None:
             return local.next_ids  # given out earlier in this transaction
         known = getattr(local, "committed_ids", None)
         if known is not None and known[0] == local.data_version:
             return known[1]
-        row = conn.execute(
-            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'units'), 0), "
-            "coalesce((SELECT max(id) FROM units), 0), "
-            "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'docs'), 0), "
-            "coalesce((SELECT max(id) FROM docs), 0)").fetchone()
-        return max(row[0], row[1]) + 1, max(row[2], row[3]) + 1
+        row = conn.execute("SELECT coalesce((SELECT max(id) FROM units), 0), "
+                           "coalesce((SELECT max(id) FROM docs), 0)").fetchone()
+        return max(row[0], self._last_removed_unit(conn)) + 1, row[1] + 1
+
+    @staticmethod
+    def _last_removed_unit(conn) -> int:
+        row = conn.execute("SELECT value FROM meta WHERE name = 'last_removed_unit'").fetchone()
+        return int(row[0]) if row else 0
 
     def remove(self, key: str) -> bool:
         """Remove the document stored under `key` (and units no other document uses).
@@ -1609,16 +1635,20 @@ class Index:
             return self._remove(conn, key)
 
     def _remove(self, conn, key) -> bool:
-        row = conn.execute("SELECT id, unit FROM docs WHERE key = ?", (key,)).fetchone()
+        row = conn.execute("SELECT id, unit, paragraphs FROM docs WHERE key = ?",
+                           (key,)).fetchone()
         if row is None:
             return False
-        doc_id, doc_unit = row
-        used = {unit_id for (unit_id,) in conn.execute(
-            "SELECT unit FROM paragraphs WHERE doc = ?", (doc_id,))}
+        doc_id, doc_unit, spans = row
+        units = np.frombuffer(spans[:len(spans) // _SPAN.size * _SPAN.size], dtype="<i8")[::4]
+        positions = np.flatnonzero(units >= 0)
+        conn.executemany("DELETE FROM paragraphs WHERE unit = ? AND doc = ? AND position = ?",
+                         [(unit_id, doc_id, position) for unit_id, position in
+                          zip(units[positions].tolist(), positions.tolist())])
+        conn.execute("DELETE FROM docs WHERE id = ?", (doc_id,))
+        used = set(units[positions].tolist())
         if doc_unit is not None:
             used.add(doc_unit)
-        conn.execute("DELETE FROM paragraphs WHERE doc = ?", (doc_id,))
-        conn.execute("DELETE FROM docs WHERE id = ?", (doc_id,))
         # the units no other document or paragraph uses (through docs_unit, paragraphs_unit)
         dead = [unit_id for (unit_id,) in conn.execute(
             "SELECT j.value FROM json_each(?) j WHERE NOT EXISTS (SELECT 1 FROM paragraphs "
@@ -1626,6 +1656,9 @@ class Index:
             (_json_ids(sorted(used)),))]
         if dead:
             self._hand_over(conn, dead)
+            # ids are never given again: the next one is above this too
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_removed_unit', ?) ",
+                         (str(max(max(dead), self._last_removed_unit(conn))),))
             conn.executemany("DELETE FROM units WHERE id = ?", [(d,) for d in dead])
             conn.executemany("INSERT INTO dropped (unit) VALUES (?)", [(d,) for d in dead])
             self._local.overlay.dead.update(dead)
@@ -1726,17 +1759,43 @@ class Index:
                     "AND NOT EXISTS (SELECT 1 FROM docs d WHERE d.unit = u.id)",
                 "paragraph unit no paragraph uses": "SELECT u.id FROM units u WHERE u.kind = 1 "
                     "AND NOT EXISTS (SELECT 1 FROM paragraphs p WHERE p.unit = u.id)",
-                "document with a wrong paragraph count": "SELECT d.key FROM docs d WHERE "
-                    "d.n_paragraphs < (SELECT count(*) FROM paragraphs p WHERE p.doc = d.id)",
             }
             for what, sql in queries.items():
                 bad = [row[0] for row in conn.execute(sql + " LIMIT 5")]
                 if bad:
                     problems.append(f"{what}: {bad}")
+            bad = self._paragraph_check(conn)
+            if bad:
+                problems.append(f"document whose paragraphs differ from the paragraphs table: "
+                                f"{bad[:5]}")
             if deep:
                 problems += self._deep_check(conn)
             return problems
         return self._read(collect)
+
+    @staticmethod
+    def _paragraph_check(conn) -> list[str]:
+        """Keys of the documents whose paragraphs (docs.paragraphs) are not the paragraphs
+        table's rows of that document: compared by count and a sum of hashes, in one pass
+        over each table."""
+        mask = (1 << 64) - 1
+        table = {}  # doc -> [rows, sum of hash((unit, position))]
+        for unit_id, doc_id, position in conn.execute("SELECT unit, doc, position FROM paragraphs"):
+            entry = table.setdefault(doc_id, [0, 0])
+            entry[0] += 1
+            entry[1] = (entry[1] + hash((unit_id, position))) & mask
+        bad = []
+        for doc_id, key, spans in conn.execute("SELECT id, key, paragraphs FROM docs"):
+            if len(spans) % _SPAN.size:
+                bad.append(key)
+                continue
+            units = np.frombuffer(spans, dtype="<i8")[::4]
+            positions = np.flatnonzero(units >= 0)
+            mine = [len(positions), sum(hash(pair) for pair in zip(
+                units[positions].tolist(), positions.tolist())) & mask]
+            if table.get(doc_id, [0, 0]) != mine:
+                bad.append(key)
+        return bad
 
     def _deep_check(self, conn) -> list[str]:
         problems = []

@@ -367,6 +367,8 @@ def test_replacing_with_a_text_that_keeps_some_paragraphs(tmp_path):
     ("UPDATE units SET norm = x'00' WHERE kind = 1", "unit holding a text that is not its"),
     ("UPDATE units SET norm = x'00' WHERE kind = 0", "its text is missing"),
     ("UPDATE units SET end = end + 1000 WHERE kind = 1", "its text is missing"),
+    ("UPDATE docs SET paragraphs = x'00'", "document whose paragraphs differ"),
+    ("UPDATE paragraphs SET position = 5 WHERE position = 1", "document whose paragraphs differ"),
 ])
 def test_integrity_check_names_what_is_damaged(tmp_path, damage, problem):
     path = tmp_path / "a.idx"
@@ -413,6 +415,28 @@ def test_removing_the_holder_of_a_shared_text_hands_it_over(tmp_path):
         assert index.integrity_check() == []
 
 
+def test_unit_ids_are_never_given_twice(tmp_path):
+    """Removing the newest document frees the largest unit ids; the next add must not take
+    them again: another handle still counts them among the removed units."""
+    path = tmp_path / "a.idx"
+    first, second = "\n".join(SHARED), "\n".join(s.upper() + " Again." for s in SHARED)
+    with Index.open(path) as index, Index.open(path) as other:
+        index.add("a", first)
+        assert other.check(first).duplicate_of == "a"  # loads its buckets, with a's units
+        largest = sqlite3.connect(path).execute("SELECT max(id) FROM units").fetchone()[0]
+        assert index.remove("a")
+        assert other.check(first).duplicate_of is None  # takes in the removal
+        index.add("b", second)
+        ids = [i for (i,) in sqlite3.connect(path).execute("SELECT id FROM units")]
+        assert min(ids) > largest
+        assert other.check(second).duplicate_of == "b"
+    with Index.open(path) as index:  # a new handle reads the same from the file
+        index.remove("b")
+        index.add("c", first)
+        ids = [i for (i,) in sqlite3.connect(path).execute("SELECT id FROM units")]
+        assert min(ids) > largest + len(SHARED) + 1
+
+
 def test_a_check_that_meets_a_damaged_text_says_so(tmp_path):
     path = tmp_path / "a.idx"
     with Index.open(path) as index:
@@ -424,6 +448,19 @@ def test_a_check_that_meets_a_damaged_text_says_so(tmp_path):
     with Index.open(path, read_only=True) as index:
         with pytest.raises(InputError, match="damaged: the text of unit"):
             index.check(SHARED[0].replace("the", "those", 1))
+
+
+def test_a_check_that_meets_a_damaged_paragraph_list_says_so(tmp_path):
+    path = tmp_path / "a.idx"
+    with Index.open(path) as index:
+        index.add("a", "\n".join(SHARED))
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE docs SET paragraphs = x''")
+    conn.commit()
+    conn.close()
+    with Index.open(path, read_only=True) as index:
+        with pytest.raises(InputError, match="damaged: document 'a' has no paragraph 0"):
+            index.check("Something else entirely, on a line of its own.\n" + SHARED[0])
 
 
 def test_remove_leaves_what_a_fresh_index_would_hold(tmp_path, corpus):
