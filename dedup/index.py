@@ -50,7 +50,8 @@ import zstandard
 from dedup.config import Config
 from dedup.errors import ConfigError, InputError
 from dedup.kernels.band import (
-    has_repeated_key, key_directory, probe_units, sorted_lookup, table_insert, table_lookup,
+    has_repeated_key, key_directory, probe_units, sorted_lookup, table_insert, table_insert_units,
+    table_lookup,
 )
 from dedup.kernels.shingle import CHAR, WORD, compact_sorted_inplace
 from dedup.kernels.sketch import document_units, pack_utf8, sketch_units, verify_utf8
@@ -261,13 +262,14 @@ def _unit_texts(rows) -> list:
 def _paragraph_rows(analysis: "_Analysis", unit_ids: dict) -> bytes:
     """docs.paragraphs of an analysis whose paragraph units (1..) that normalize to something
     are stored as unit_ids[unit]."""
-    rows = np.empty((len(analysis) - 1, 4), dtype="<i8")
-    rows[:, 0] = -1
+    rows = np.empty((4, len(analysis) - 1), dtype="<i8")
+    rows[0] = -1
     if unit_ids:
-        rows[np.fromiter(unit_ids, dtype=np.int64, count=len(unit_ids)) - 1, 0] = list(
-            unit_ids.values())
-    rows[:, 1], rows[:, 2], rows[:, 3] = analysis.starts[1:], analysis.ends[1:], analysis.lines[1:]
-    return rows.tobytes()
+        n = len(unit_ids)
+        rows[0, np.fromiter(unit_ids, dtype=np.int64, count=n) - 1] = np.fromiter(
+            unit_ids.values(), dtype=np.int64, count=n)
+    rows[1], rows[2], rows[3] = analysis.starts[1:], analysis.ends[1:], analysis.lines[1:]
+    return rows.T.tobytes()
 
 
 def _check_key(key) -> str:
@@ -339,7 +341,7 @@ class _Found:
     """What a lookup found for an analysis, kept for storing it afterwards."""
 
     exact: dict        # unit -> stored unit id with the same normalized text
-    bucket_sizes: dict  # band key -> stored units in its bucket
+    bucket_counts: np.ndarray  # like analysis.keys: stored units in each key's bucket
     verdict_parts: tuple
 
 
@@ -391,16 +393,31 @@ class _MultiMap:
             if keys.size > self._MOST:
                 self.bulk(keys, values)
                 return
-        needed = self.n_recent + keys.size
+        self._room(keys.size)
+        self.n_recent = table_insert(self.slot_key, self.slot_head, self.entry_key,
+                                     self.entry_value, self.entry_next, self.n_recent, keys,
+                                     values)
+
+    def add_units(self, keys: np.ndarray, counts: np.ndarray, ids: np.ndarray):
+        """add() of unit ids[k] under its next counts[k] keys (int64 arrays, keys in order),
+        in one kernel call (kernels.band.table_insert_units)."""
+        if self.n_recent + keys.size > self._MOST:
+            self.add(keys, np.repeat(ids, counts))
+            return
+        self._room(keys.size)
+        self.n_recent = table_insert_units(self.slot_key, self.slot_head, self.entry_key,
+                                           self.entry_value, self.entry_next, self.n_recent,
+                                           keys, counts, ids)
+
+    def _room(self, n: int):
+        """A table with room for n more recent entries (doubled as needed)."""
+        needed = self.n_recent + n
         if needed > self.entry_key.size:
             capacity = self.entry_key.size
             while capacity < needed:
                 capacity *= 2
             n = self.n_recent
             self._table(capacity, self.entry_key[:n].copy(), self.entry_value[:n].copy())
-        self.n_recent = table_insert(self.slot_key, self.slot_head, self.entry_key,
-                                     self.entry_value, self.entry_next, self.n_recent, keys,
-                                     values)
 
     def bulk(self, keys: np.ndarray, values: np.ndarray):
         """Merge many (key, value) pairs into the sorted bulk."""
@@ -541,8 +558,13 @@ class _Buckets:
                 (capacity - self.bits.shape[0], BIT_WORDS), dtype=np.uint64)))
         self.sizes[ids] = sizes
         self.bits[ids] = bits
-        values = np.repeat(ids, counts)
         coded = ids << 1 | kinds
+        if ids[0] > self.last_unit and ids.size <= 4096:  # an add's units: into the table
+            self.bands.add_units(keys, counts, ids)
+            self.exact.add(hashes, coded)
+            self.last_unit = int(ids[-1])
+            return
+        values = np.repeat(ids, counts)
         if ids[0] <= self.last_unit:  # a unit this handle took in already is skipped
             is_new = ids > self.last_unit
             keys, values = keys[values > self.last_unit], values[values > self.last_unit]
@@ -1059,9 +1081,10 @@ class Index:
         return self._conclude(conn, analysis, self._candidates(analysis))
 
     def _candidates(self, analysis: _Analysis) -> tuple:
-        """(exact, bucket sizes, left, right ids) from the in-memory buckets alone: the text's
-        units with a stored exact copy (unit -> stored id), the stored members of each band
-        key found (inside add(); else empty), and the candidate pairs (unit, stored id) to
+        """(exact, bucket counts, left, right ids) from the in-memory buckets alone: the
+        text's units with a stored exact copy (unit -> stored id), the live members of the
+        bucket of each of its band keys (int64 like analysis.keys: 0 for a unit not searched;
+        add() places the text by them), and the candidate pairs (unit, stored id) to
         verify (kernels.band.probe_units: a paragraph with an exact stored copy has its best
         match already, and will not be stored anew, so its bands are not searched)."""
         overlay = getattr(self._local, "overlay", None)
@@ -1071,18 +1094,14 @@ class Index:
             left, right_ids = left[keep], right_ids[keep]
         found = np.flatnonzero(exact >= 0)
         exact = dict(zip(found.tolist(), exact[found].tolist())) if found.size else {}
-        bucket_sizes = {}
-        if overlay is not None:  # add(): the bucket sizes decide where the text is stored
-            hit = counts > 0
-            bucket_sizes = dict(zip(analysis.keys[hit].tolist(), counts[hit].tolist()))
-        return exact, bucket_sizes, left, right_ids
+        return exact, counts, left, right_ids
 
     def _conclude(self, conn, analysis, candidates) -> _Found:
         """Verify the candidates and describe the verdict (conn may be None when there is
         nothing to read: no exact copy and no candidate)."""
-        exact, bucket_sizes, left, right_ids = candidates
+        exact, bucket_counts, left, right_ids = candidates
         pairs = self._verify(conn, analysis, left, right_ids) if left.size else []
-        return _Found(exact, bucket_sizes, self._describe(conn, analysis, exact, pairs))
+        return _Found(exact, bucket_counts, self._describe(conn, analysis, exact, pairs))
 
     def _verify(self, conn, analysis, left, right_ids) -> list[tuple]:
         """Verified repeats: (unit, stored id, kind, similarity, jaccard, containment,
@@ -1261,7 +1280,7 @@ class Index:
         new_rows = []
         if new_units:
             keys = analysis.keys
-            bucket_sizes = dict(found.bucket_sizes)
+            bucket_counts = found.bucket_counts
             max_bucket = self.config.max_bucket
             units = np.fromiter((u for u, _, _ in new_units), dtype=np.int64,
                                 count=len(new_units))
@@ -1272,12 +1291,14 @@ class Index:
             lengths = np.diff(analysis.norm_offsets)[units].tolist()
             # no bucket can fill up while this text's units join: each takes all its keys
             # (once: a key met twice in a unit, two bands hashing alike, is placed once)
-            is_roomy = max(bucket_sizes.values(), default=0) + len(active) <= max_bucket
+            is_roomy = int(bucket_counts.max(initial=0)) + len(active) <= max_bucket
             unit_keys = keys[units]
             if is_roomy and not has_repeated_key(keys, units):
                 placed = [unit_keys.ravel()]
                 counts = np.full(units.size, keys.shape[1], dtype=np.int64)
             else:
+                hit = bucket_counts > 0
+                bucket_sizes = dict(zip(keys[hit].tolist(), bucket_counts[hit].tolist()))
                 placed = []
                 for row in unit_keys.tolist():
                     kept = []

@@ -217,6 +217,20 @@ def key_directory(sorted_keys: np.ndarray) -> tuple[np.ndarray, int]:
     return np.append(directory, sorted_keys.size), shift
 
 
+@njit(cache=True, inline="always")
+def _table_add(slot_key, slot_head, entry_key, entry_value, entry_next, n_entries, key, value):
+    """One (key, value) into table_insert's table, as entry n_entries."""
+    mask = np.uint64(slot_key.size - 1)
+    slot = key & mask
+    while slot_head[slot] >= 0 and slot_key[slot] != key:
+        slot = (slot + np.uint64(1)) & mask
+    slot_key[slot] = key
+    entry_key[n_entries] = key
+    entry_value[n_entries] = value
+    entry_next[n_entries] = slot_head[slot]
+    slot_head[slot] = n_entries
+
+
 @njit(cache=True)
 def table_insert(slot_key, slot_head, entry_key, entry_value, entry_next, n_entries, keys,
                  values):
@@ -226,18 +240,25 @@ def table_insert(slot_key, slot_head, entry_key, entry_value, entry_next, n_entr
     entries), entries entry_key uint64, entry_value int64, entry_next int64 (the slot's list,
     newest first), n_entries of them in use. Returns the new n_entries; the caller keeps room.
     """
-    mask = np.uint64(slot_key.size - 1)
     for k in range(keys.size):
-        key = keys[k]
-        slot = key & mask
-        while slot_head[slot] >= 0 and slot_key[slot] != key:
-            slot = (slot + np.uint64(1)) & mask
-        slot_key[slot] = key
-        entry_key[n_entries] = key
-        entry_value[n_entries] = values[k]
-        entry_next[n_entries] = slot_head[slot]
-        slot_head[slot] = n_entries
+        _table_add(slot_key, slot_head, entry_key, entry_value, entry_next, n_entries,
+                   np.uint64(keys[k]), values[k])
         n_entries += 1
+    return n_entries
+
+
+@njit(cache=True)
+def table_insert_units(slot_key, slot_head, entry_key, entry_value, entry_next, n_entries,
+                       keys, counts, ids):
+    """table_insert of units' band keys: unit ids[k] under its next counts[k] keys (keys int64
+    or uint64, in order). Returns the new n_entries."""
+    at = 0
+    for k in range(ids.size):
+        for _ in range(counts[k]):
+            _table_add(slot_key, slot_head, entry_key, entry_value, entry_next, n_entries,
+                       np.uint64(keys[at]), ids[k])
+            at += 1
+            n_entries += 1
     return n_entries
 
 

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 import reference
 from dedup.kernels.band import (
     band_keys, candidate_pairs, distinct_sorted, has_repeated_key, key_directory, pack_pairs,
-    probe_units, table_insert, unpack_pairs,
+    probe_units, table_insert, table_insert_units, unpack_pairs,
 )
 
 
@@ -81,6 +81,26 @@ def _probe_map(entries, split):
             slot_head, entry_value, entry_next,
             np.asarray([k for k, _ in extra], dtype=np.uint64),
             np.asarray([v for _, v in extra], dtype=np.int64))
+
+
+@given(st.lists(st.tuples(st.integers(1, 50), st.lists(st.integers(0, 2**64 - 1), max_size=4)),
+                max_size=6))
+def test_table_insert_units_is_table_insert_of_repeated_ids(units):
+    """A unit's band keys go in with its id, in order: the same table as table_insert of the
+    keys with each id repeated (keys as signed int64, as the index holds them)."""
+    ids = np.asarray([i for i, _ in units], dtype=np.int64)
+    counts = np.asarray([len(k) for _, k in units], dtype=np.int64)
+    keys = np.asarray([k for _, ks in units for k in ks], dtype=np.uint64)
+    tables = []
+    for _ in range(2):
+        # room for 24 entries (6 units of 4 keys), twice as many slots
+        tables.append((np.zeros(64, np.uint64), np.full(64, -1, np.int64), np.zeros(32, np.uint64),
+                       np.zeros(32, np.int64), np.zeros(32, np.int64)))
+    n_a = table_insert(*tables[0], 0, keys, np.repeat(ids, counts))
+    n_b = table_insert_units(*tables[1], 0, keys.view(np.int64), counts, ids)
+    assert n_a == n_b == keys.size
+    for a, b in zip(*tables):
+        assert a.tolist() == b.tolist()
 
 
 KEY = st.integers(0, 6).map(lambda k: [0, 1, 5, 2**63, 2**64 - 1, 17, 2**40][k])
