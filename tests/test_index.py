@@ -459,7 +459,7 @@ def test_a_check_that_meets_a_damaged_paragraph_list_says_so(tmp_path):
     conn.commit()
     conn.close()
     with Index.open(path, read_only=True) as index:
-        with pytest.raises(InputError, match="damaged: document 'a' has no paragraph 0"):
+        with pytest.raises(InputError, match="damaged: document 'a' lacks a paragraph"):
             index.check("Something else entirely, on a line of its own.\n" + SHARED[0])
 
 
