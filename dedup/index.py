@@ -64,7 +64,7 @@ from dedup.pipeline import (
     codepoints, find_groups, kernel_threads, prepare, shingle_normalized, sort_segments,
     unit_band_keys,
 )
-from dedup.results import DocumentMatch, ParagraphRepeat, UnitMatch, Verdict
+from dedup.results import DocumentMatch, ParagraphRepeat, UnitMatch, Verdict, maker
 
 # 2: band keys in units.bands, buckets in memory; 3: zstd, not zlib, and no index on
 # units (hash, kind): exact classes are looked up in memory, and the index's random pages were
@@ -93,6 +93,8 @@ _IS_SPACE = np.array([chr(c).isspace() for c in range(0x3001)])
 COMPATIBILITY = ("shingle", "ngram", "num_perm", "seed")
 PROBE_TEXT = "Engine fingerprint: the quick brown fox\nنص عربي قصير للتحقق ١٢٣\nÉtape trois"
 _RANK = {EXACT: 0, NEAR: 1, CONTAINED: 2}
+# the verdicts' parts, made without their __init__ (dedup.results.maker)
+_DOCUMENT_MATCH, _PARAGRAPH_REPEAT = maker(DocumentMatch), maker(ParagraphRepeat)
 # zstd, one context per thread: on this project's news-like units it measured about half of
 # zlib level 1's time to compress (7-8 vs 18 us a paragraph, 34 vs 72 us a document) and to
 # decompress, for about the same size (0.70 vs 0.66 of a paragraph, 0.50 vs 0.51 of a document).
@@ -1149,7 +1151,7 @@ class Index:
                     continue
                 key, doc_id, copies = first[unit_id]
                 ranked.append(((_RANK[kind], -sim, doc_id),
-                               DocumentMatch(key, kind, sim, jac, cont, inside, copies)))
+                               _DOCUMENT_MATCH(key, kind, sim, jac, cont, inside, copies)))
             matches = [m for _, m in sorted(ranked, key=lambda r: r[0])]
         within = self._within(analysis)
         repeats = []
@@ -1161,11 +1163,12 @@ class Index:
                 if unit in best and best[unit][1] in where:
                     _, unit_id, kind, sim = best[unit]
                     key, r_start, r_end, r_line = where[unit_id]
-                    repeats.append(ParagraphRepeat(*span, kind, sim, key, r_start, r_end, r_line))
+                    repeats.append(_PARAGRAPH_REPEAT(*span, kind, sim, key, r_start, r_end,
+                                                     r_line))
                 elif unit in within:
                     rep, kind, sim = within[unit]
-                    repeats.append(ParagraphRepeat(*span, kind, sim, None, starts[rep], ends[rep],
-                                                   lines[rep]))
+                    repeats.append(_PARAGRAPH_REPEAT(*span, kind, sim, None, starts[rep],
+                                                     ends[rep], lines[rep]))
         return tuple(matches), tuple(repeats), len(analysis) - 1
 
     def _within(self, analysis) -> dict:

@@ -1,6 +1,6 @@
 """Results: frozen dataclasses with to_dict(). Spans are (start, end) character offsets."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 
 @dataclass(frozen=True)
@@ -222,3 +222,19 @@ class UnitMatch:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def maker(cls):
+    """A function making cls(*values) for a frozen dataclass with no __post_init__, without
+    its __init__'s object.__setattr__ per field (1.2 against 2.2 us for a ParagraphRepeat):
+    for the verdicts dedup.Index builds by the dozen a call. Equal, hashing and printing alike."""
+    names = tuple(field.name for field in fields(cls))
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__} has a __post_init__ that maker would skip")
+    new = object.__new__
+
+    def make(*values):
+        made = new(cls)
+        made.__dict__.update(zip(names, values))
+        return made
+    return make

@@ -505,6 +505,19 @@ def test_a_second_handle_follows_adds_and_removes_made_through_another(tmp_path,
         assert other.stats()["band_rows"] == fresh.stats()["band_rows"]
         assert writer.integrity_check() == []
 
+def test_verdict_parts_made_without_init_equal_those_made_with_it():
+    from dataclasses import FrozenInstanceError
+
+    from dedup.results import DocumentMatch, ParagraphRepeat, maker
+    for cls, values in ((ParagraphRepeat, (1, 9, 2, NEAR, 0.91, "k", 0, 8, 1)),
+                        (DocumentMatch, ("k", EXACT, 1.0, 1.0, 1.0, True, 3))):
+        made, usual = maker(cls)(*values), cls(*values)
+        assert made == usual and hash(made) == hash(usual) and repr(made) == repr(usual)
+        assert made.to_dict() == usual.to_dict()
+        with pytest.raises(FrozenInstanceError):
+            made.key = "other"
+
+
 def test_verdict_to_dict_is_json(tmp_path):
     with Index.open(tmp_path / "a.idx") as index:
         index.add("a", ARTICLE)
