@@ -50,11 +50,12 @@ import zstandard
 from dedup.config import Config
 from dedup.errors import ConfigError, InputError
 from dedup.kernels.band import (
-    has_repeated_key, key_directory, probe_units, sorted_lookup, table_insert, table_insert_units,
-    table_lookup,
+    key_directory, probe_units, sorted_lookup, table_insert, table_insert_units, table_lookup,
 )
 from dedup.kernels.shingle import CHAR, WORD, compact_sorted_inplace
-from dedup.kernels.sketch import document_units, pack_utf8, sketch_units, verify_utf8
+from dedup.kernels.sketch import (
+    document_units, pack_utf8, sketch_units, store_units, verify_utf8,
+)
 from dedup.kernels.verify import (
     BIT_WORDS, pair_bound, paragraph_repeats, set_overlaps, shingle_bits,
 )
@@ -262,16 +263,12 @@ def _unit_texts(rows) -> list:
     return out
 
 
-def _paragraph_rows(analysis: "_Analysis", unit_ids: dict) -> bytes:
-    """docs.paragraphs of an analysis whose paragraph units (1..) that normalize to something
-    are stored as unit_ids[unit]."""
+def _paragraph_rows(analysis: "_Analysis", ids: np.ndarray) -> bytes:
+    """docs.paragraphs of an analysis whose units are stored as ids (int64 per unit, -1 for
+    one that normalizes to nothing; unit 0, the document, is not a row)."""
     rows = np.empty((4, len(analysis) - 1), dtype="<i8")
-    rows[0] = -1
-    if unit_ids:
-        n = len(unit_ids)
-        rows[0, np.fromiter(unit_ids, dtype=np.int64, count=n) - 1] = np.fromiter(
-            unit_ids.values(), dtype=np.int64, count=n)
-    rows[1], rows[2], rows[3] = analysis.starts[1:], analysis.ends[1:], analysis.lines[1:]
+    rows[0], rows[1], rows[2], rows[3] = (ids[1:], analysis.starts[1:], analysis.ends[1:],
+                                          analysis.lines[1:])
     return rows.T.tobytes()
 
 
@@ -345,6 +342,7 @@ class _Found:
 
     exact: dict        # unit -> stored unit id with the same normalized text
     bucket_counts: np.ndarray  # like analysis.keys: stored units in each key's bucket
+    exact_ids: np.ndarray  # exact as an array: the stored id per unit, -1 for none
     verdict_parts: tuple
 
 
@@ -1084,8 +1082,9 @@ class Index:
         return self._conclude(conn, analysis, self._candidates(analysis))
 
     def _candidates(self, analysis: _Analysis) -> tuple:
-        """(exact, bucket counts, left, right ids) from the in-memory buckets alone: the
-        text's units with a stored exact copy (unit -> stored id), the live members of the
+        """(exact, bucket counts, left, right ids, exact ids) from the in-memory buckets
+        alone: the text's units with a stored exact copy (unit -> stored id; exact ids: the
+        same as an int64 array, -1 for none), the live members of the
         bucket of each of its band keys (int64 like analysis.keys: 0 for a unit not searched;
         add() places the text by them), and the candidate pairs (unit, stored id) to
         verify (kernels.band.probe_units: a paragraph with an exact stored copy has its best
@@ -1096,15 +1095,16 @@ class Index:
             keep = self._buckets.bound(analysis, left, right_ids, self.config)
             left, right_ids = left[keep], right_ids[keep]
         found = np.flatnonzero(exact >= 0)
-        exact = dict(zip(found.tolist(), exact[found].tolist())) if found.size else {}
-        return exact, counts, left, right_ids
+        exact_ids, exact = exact, dict(zip(found.tolist(), exact[found].tolist()))
+        return exact, counts, left, right_ids, exact_ids
 
     def _conclude(self, conn, analysis, candidates) -> _Found:
         """Verify the candidates and describe the verdict (conn may be None when there is
         nothing to read: no exact copy and no candidate)."""
-        exact, bucket_counts, left, right_ids = candidates
+        exact, bucket_counts, left, right_ids, exact_ids = candidates
         pairs = self._verify(conn, analysis, left, right_ids) if left.size else []
-        return _Found(exact, bucket_counts, self._describe(conn, analysis, exact, pairs))
+        return _Found(exact, bucket_counts, exact_ids,
+                      self._describe(conn, analysis, exact, pairs))
 
     def _verify(self, conn, analysis, left, right_ids) -> list[tuple]:
         """Verified repeats: (unit, stored id, kind, similarity, jaccard, containment,
@@ -1266,81 +1266,66 @@ class Index:
         return Verdict(key, True, *found.verdict_parts)
 
     def _store(self, conn, key, text_hash, analysis: _Analysis, found: _Found):
-        hashes = analysis.hashes.view(np.int64).tolist()
-        active = analysis.active()
-        ids = {}  # (hash, kind) -> unit id
-        new_units = []  # (unit, hash_kind, unit id) of the rows to insert
         next_unit, next_doc = self._next_ids(conn)  # ours to give: we hold the write lock
-        for unit in active:
-            hash_kind = (hashes[unit], DOCUMENT if unit == 0 else PARAGRAPH)
-            if hash_kind in ids:
-                continue
-            unit_id = found.exact.get(unit)
-            if unit_id is None:
-                unit_id = next_unit
-                next_unit += 1
-                new_units.append((unit, hash_kind, unit_id))
-            ids[hash_kind] = unit_id
-        new_rows = []
-        if new_units:
+        known = np.full(len(analysis), -1, dtype=np.int64)  # distinct sizes counted already
+        if analysis.document_size is not None:
+            known[0] = analysis.document_size
+        if analysis._overlaps is not None:
+            known[1:] = analysis._overlaps[0]
+        ids, units, sizes, bits, is_roomy, placed = store_units(
+            analysis.hashes, analysis.norm_offsets, found.exact_ids, next_unit, analysis.raw,
+            analysis.raw_offsets, analysis.keys, found.bucket_counts, self.config.max_bucket,
+            known)
+        n_new = units.size
+        if n_new:
             keys = analysis.keys
-            bucket_counts = found.bucket_counts
-            max_bucket = self.config.max_bucket
-            units = np.fromiter((u for u, _, _ in new_units), dtype=np.int64,
-                                count=len(new_units))
-            sizes = analysis.sizes()[units]
-            bits = shingle_bits(analysis.raw, analysis.raw_offsets)[units]
+            new_ids = np.arange(next_unit, next_unit + n_new, dtype=np.int64)
+            kinds = (units > 0).astype(np.int64)  # DOCUMENT 0, PARAGRAPH 1
+            hashes = analysis.hashes.view(np.int64)[units]
             blob, spans = _pack(analysis, units)
-            holder = new_units[0][2]
-            lengths = np.diff(analysis.norm_offsets)[units].tolist()
-            # no bucket can fill up while this text's units join: each takes all its keys
-            # (once: a key met twice in a unit, two bands hashing alike, is placed once)
-            is_roomy = int(bucket_counts.max(initial=0)) + len(active) <= max_bucket
-            unit_keys = keys[units]
-            if is_roomy and not has_repeated_key(keys, units):
-                placed = [unit_keys.ravel()]
-                counts = np.full(units.size, keys.shape[1], dtype=np.int64)
-            else:
+            if is_roomy:  # no bucket fills up: each unit joins under all its keys
+                counts = np.full(n_new, keys.shape[1], dtype=np.int64)
+            else:  # one after the other (a key met twice in a unit is placed once)
+                bucket_counts = found.bucket_counts
                 hit = bucket_counts > 0
                 bucket_sizes = dict(zip(keys[hit].tolist(), bucket_counts[hit].tolist()))
-                placed = []
-                for row in unit_keys.tolist():
+                max_bucket = self.config.max_bucket
+                rows = []
+                for row in keys[units].tolist():
                     kept = []
                     for band_key in dict.fromkeys(row):
                         size = bucket_sizes.get(band_key, 0)
                         if size < max_bucket:
                             kept.append(band_key)
-                            if not is_roomy:
-                                bucket_sizes[band_key] = size + 1
-                    placed.append(np.asarray(kept, dtype=np.int64))
-                counts = np.fromiter(map(len, placed), dtype=np.int64, count=len(placed))
-            placed = np.concatenate(placed)
+                            bucket_sizes[band_key] = size + 1
+                    rows.append(np.asarray(kept, dtype=np.int64))
+                placed = np.concatenate(rows)
+                counts = np.fromiter(map(len, rows), dtype=np.int64, count=n_new)
             key_bytes = placed.astype("<i8").tobytes()
             bit_bytes = bits.astype("<u8").tobytes()
-            key_at, bit_at = 0, 0
-            for k, (_, (unit_hash, kind), unit_id) in enumerate(new_units):
-                key_end = key_at + 8 * int(counts[k])
-                new_rows.append((unit_id, kind, unit_hash, lengths[k], int(sizes[k]), holder,
+            lengths = np.diff(analysis.norm_offsets)[units].tolist()
+            key_at = 0
+            new_rows = []
+            for k, (unit_id, kind, unit_hash, size, count) in enumerate(zip(
+                    new_ids.tolist(), kinds.tolist(), hashes.tolist(), sizes.tolist(),
+                    counts.tolist())):
+                new_rows.append((unit_id, kind, unit_hash, lengths[k], size, new_ids[0].item(),
                                  *spans[k], blob if k == 0 else None,
-                                 key_bytes[key_at:key_end], bit_bytes[bit_at:bit_at + 64]))
-                key_at, bit_at = key_end, bit_at + 64
-            self._local.overlay.add(
-                np.fromiter((i for *_, i in new_units), dtype=np.int64, count=units.size),
-                np.fromiter((hk[1] for _, hk, _ in new_units), dtype=np.int64, count=units.size),
-                np.fromiter((hk[0] for _, hk, _ in new_units), dtype=np.int64, count=units.size),
-                placed, counts, sizes, bits)
-        if new_rows:
+                                 key_bytes[key_at:key_at + 8 * count],
+                                 bit_bytes[64 * k:64 * k + 64]))
+                key_at += 8 * count
             conn.executemany(_INSERT_UNITS, new_rows)
+            self._local.overlay.add(new_ids, kinds, hashes, placed, counts, sizes, bits)
         doc_id = next_doc
-        self._local.next_ids = (next_unit, next_doc + 1)
-        unit_ids = {unit: ids[(hashes[unit], PARAGRAPH)] for unit in active if unit > 0}
+        self._local.next_ids = (next_unit + n_new, next_doc + 1)
+        doc_unit = int(ids[0]) if ids[0] >= 0 else None
         conn.execute(
             "INSERT INTO docs (id, key, text_hash, unit, n_chars, paragraphs) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (doc_id, key, text_hash, ids.get((hashes[0], DOCUMENT)) if 0 in active[:1] else None,
-             len(analysis.text), _paragraph_rows(analysis, unit_ids)))
+            (doc_id, key, text_hash, doc_unit, len(analysis.text), _paragraph_rows(analysis, ids)))
+        used = np.flatnonzero(ids[1:] >= 0)
         conn.executemany("INSERT INTO paragraphs (unit, doc, position) VALUES (?, ?, ?)",
-                         [(unit_id, doc_id, unit - 1) for unit, unit_id in unit_ids.items()])
+                         zip(ids[1:][used].tolist(), [doc_id] * used.size, used.tolist()))
 
     # ---- many units at once: the batch command's side (dedup run --index) ----------------
 
@@ -1570,8 +1555,11 @@ class Index:
             doc_id = next_doc
             next_doc += 1
             doc_unit = doc_ids.pop(0, None)  # the rest are paragraphs
+            unit_ids = np.full(len(analysis), -1, dtype=np.int64)
+            for unit, unit_id in doc_ids.items():
+                unit_ids[unit] = unit_id
             docs.append((doc_id, key, text_hash, doc_unit, len(text),
-                         _paragraph_rows(analysis, doc_ids)))
+                         _paragraph_rows(analysis, unit_ids)))
             paragraphs += [(unit_id, doc_id, unit - 1) for unit, unit_id in doc_ids.items()]
         self._local.next_ids = (next_unit, next_doc)
         # then the buckets of the new units, in id order as add() would place them

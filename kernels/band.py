@@ -390,16 +390,3 @@ def probe_units(hashes, is_active, keys, exact_map, band_map, dead):
             out_left[n], out_right[n] = left[k], right[k]
             n += 1
     return exact, counts, out_left[:n], out_right[:n]
-
-
-@njit(cache=True)
-def has_repeated_key(keys, rows):
-    """Whether one of the chosen rows of keys (n, bands) holds a key twice (two bands of one
-    unit hashing alike: a key is placed in a bucket once)."""
-    n_bands = keys.shape[1]
-    for r in rows:
-        for i in range(n_bands):
-            for j in range(i + 1, n_bands):
-                if keys[r, i] == keys[r, j]:
-                    return True
-    return False

@@ -15,7 +15,9 @@ from .hashing import fmix32, xxh64_codepoints
 from .minhash import EMPTY_SLOT, LOW32, _signature_into
 from .normalize import EXPANSION_BASE, _decode_utf8, _normalize_one
 from .shingle import CHAR, _combine, _fill_shingles, _finish, _n_shingles
-from .verify import is_edge_pair, pair_overlaps, set_similarity
+from .verify import (
+    _BITS_SHIFT, BIT_WORDS, _stamp_insert, is_edge_pair, pair_overlaps, set_similarity,
+)
 
 
 @njit(cache=True)
@@ -377,6 +379,84 @@ def verify_utf8(raw, raw_offsets, norm_offsets, data, data_offsets, stored_ids, 
                                containment_threshold, min_contained_length)
         inside[k] = jaccard[k] >= threshold or size_a <= size_b
     return jaccard, containment, left_sizes, keep, inside
+
+
+@njit(cache=True)
+def store_units(hashes, norm_offsets, exact, next_id, raw, raw_offsets, keys, bucket_counts,
+                max_bucket, sizes_known):
+    """What the persistent index stores for a text's units (unit 0 the document, 1.. its
+    paragraphs), in one call. A unit that normalizes to something gets the stored id of its
+    exact copy (exact[u] >= 0), else that of an earlier unit of the text with the same hash
+    and kind (a paragraph met twice), else a new id from next_id on, in unit order.
+    New units get their distinct shingle counts (sizes_known[u] when >= 0, else counted),
+    their verify.shingle_bits rows, and the band keys they join buckets under: all their keys
+    when no bucket can fill up (the largest bucket_counts entry plus the text's units at most
+    max_bucket) and no unit has a key twice; otherwise placed is None-like (empty, roomy
+    False) and the caller places them one by one.
+    Returns (ids int64[n_units]: -1 for a unit that normalizes to nothing, new int64[m]: the
+    new units in order (their ids next_id, next_id + 1, ...), sizes int64[m], bits
+    uint64[m, 8], roomy bool, placed int64[m * bands] (when roomy))."""
+    n_units = hashes.size
+    n_bands = keys.shape[1]
+    ids = np.full(n_units, -1, dtype=np.int64)
+    is_new = np.zeros(n_units, dtype=np.bool_)
+    n_new = 0
+    n_active = 0
+    for u in range(n_units):
+        if norm_offsets[u + 1] == norm_offsets[u]:
+            continue
+        n_active += 1
+        if exact[u] >= 0:
+            ids[u] = exact[u]
+            continue
+        for v in range(1, u):  # a paragraph met before in this text
+            if ids[v] >= 0 and hashes[v] == hashes[u] and u > 0:
+                ids[u] = ids[v]
+                break
+        if ids[u] < 0:
+            ids[u] = next_id + n_new
+            is_new[u] = True
+            n_new += 1
+    new = np.flatnonzero(is_new)
+    sizes = np.zeros(n_new, dtype=np.int64)
+    most = 1
+    for k in range(n_new):
+        u = new[k]
+        most = max(most, raw_offsets[u + 1] - raw_offsets[u])
+    table = 16
+    while table < 2 * most:
+        table <<= 1
+    mask = np.uint64(table - 1)
+    slot_key = np.empty(table, dtype=np.uint64)
+    slot_stamp = np.zeros(table, dtype=np.int64)
+    bits = np.zeros((n_new, BIT_WORDS), dtype=np.uint64)
+    for k in range(n_new):
+        u = new[k]
+        count = 0
+        for i in range(raw_offsets[u], raw_offsets[u + 1]):
+            h = raw[i]
+            part = h >> _BITS_SHIFT
+            bits[k, part >> np.uint64(6)] |= np.uint64(1) << (part & np.uint64(63))
+            if sizes_known[u] < 0 and _stamp_insert(slot_key, slot_stamp, mask, h, k + 1):
+                count += 1
+        sizes[k] = sizes_known[u] if sizes_known[u] >= 0 else count
+    largest = 0
+    for i in range(bucket_counts.shape[0]):
+        for j in range(bucket_counts.shape[1]):
+            largest = max(largest, bucket_counts[i, j])
+    roomy = largest + n_active <= max_bucket
+    for k in range(n_new):
+        u = new[k]
+        for i in range(n_bands):
+            for j in range(i + 1, n_bands):
+                if keys[u, i] == keys[u, j]:
+                    roomy = False
+    placed = np.empty(n_new * n_bands if roomy else 0, dtype=np.int64)
+    if roomy:
+        for k in range(n_new):
+            for b in range(n_bands):
+                placed[k * n_bands + b] = keys[new[k], b]
+    return ids, new, sizes, bits, roomy, placed
 
 
 @njit(cache=True, inline="always")

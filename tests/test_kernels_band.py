@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 import reference
 from dedup.kernels.band import (
-    band_keys, candidate_pairs, distinct_sorted, has_repeated_key, key_directory, pack_pairs,
+    band_keys, candidate_pairs, distinct_sorted, key_directory, pack_pairs,
     probe_units, table_insert, table_insert_units, unpack_pairs,
 )
 
@@ -163,12 +163,3 @@ def test_probe_units_leaves_out_a_documents_own_exact_copy():
         exact_map, band_map, np.zeros(0, np.int64))
     assert exact.tolist() == [3] and counts.tolist() == [[2]]
     assert left.tolist() == [0] and right.tolist() == [4]
-
-
-@given(st.lists(st.lists(st.integers(0, 6), min_size=3, max_size=3), min_size=1, max_size=4),
-       st.data())
-def test_has_repeated_key_looks_only_at_the_chosen_rows(rows, data):
-    keys = np.asarray(rows, dtype=np.uint64)
-    chosen = data.draw(st.lists(st.integers(0, len(rows) - 1), max_size=4))
-    assert has_repeated_key(keys, np.asarray(chosen, dtype=np.int64)) == any(
-        len(set(rows[r])) < len(rows[r]) for r in chosen)

@@ -13,7 +13,8 @@ from dedup.kernels.band import band_keys, key_directory, sorted_lookup
 from dedup.kernels.minhash import minhash_signatures
 from dedup.kernels.shingle import CHAR, WORD, raw_shingles
 from dedup.kernels.sketch import (
-    document_units, overlaps_utf8, pack_utf8, raw_shingles_utf8, sketch_units, verify_utf8,
+    document_units, overlaps_utf8, pack_utf8, raw_shingles_utf8, sketch_units, store_units,
+    verify_utf8,
 )
 from dedup.kernels.verify import (
     has_repeat_pair, pair_bound, pair_overlaps, pair_similarities, paragraph_repeats,
@@ -438,3 +439,58 @@ def test_pack_utf8_finds_paragraphs_in_order_and_out_of_order():
     assert packed == (text + "zz").encode()
     assert [packed[a:b].decode() for a, b in zip(starts, ends)] == units
     assert starts[1] == 3 and starts[3] == 0  # after the cursor first, else from the start
+
+
+@settings(max_examples=300)
+@given(st.data())
+def test_store_units_decides_what_the_index_stores(data):
+    """store_units against a plain reference: ids (an exact copy's, a paragraph met earlier in
+    the text, else new in order), distinct sizes (given or counted), shingle_bits rows, and
+    whether every new unit joins under all its band keys."""
+    n_units = data.draw(st.integers(1, 6))
+    n_bands = data.draw(st.integers(1, 3))
+    hashes = data.draw(st.lists(st.integers(0, 3), min_size=n_units, max_size=n_units))
+    lengths = data.draw(st.lists(st.integers(0, 2), min_size=n_units, max_size=n_units))
+    exact = data.draw(st.lists(st.sampled_from([-1, -1, 40, 41]), min_size=n_units,
+                               max_size=n_units))
+    units_raw = [data.draw(st.lists(st.integers(0, 2**64 - 1) | st.sampled_from([1, 2, 3]),
+                                    min_size=1 if n else 0, max_size=6)) for n in lengths]
+    keys = np.asarray(data.draw(st.lists(st.lists(st.integers(0, 4), min_size=n_bands,
+                                                  max_size=n_bands),
+                                         min_size=n_units, max_size=n_units)), dtype=np.int64)
+    counts = np.asarray(data.draw(st.lists(st.lists(st.integers(0, 5), min_size=n_bands,
+                                                    max_size=n_bands),
+                                           min_size=n_units, max_size=n_units)), dtype=np.int64)
+    known = np.asarray([data.draw(st.sampled_from([-1, len(set(r))])) for r in units_raw],
+                       dtype=np.int64)
+    max_bucket = data.draw(st.integers(2, 10))
+    norm_offsets = np.cumsum([0] + lengths).astype(np.int64)
+    raw = np.asarray([h for r in units_raw for h in r], dtype=np.uint64)
+    raw_offsets = np.cumsum([0] + [len(r) for r in units_raw]).astype(np.int64)
+    exact = [e if n else -1 for e, n in zip(exact, lengths)]  # probe_units' -1 when inactive
+    ids, new, sizes, bits, roomy, placed = store_units(
+        np.asarray(hashes, dtype=np.uint64), norm_offsets, np.asarray(exact, dtype=np.int64),
+        100, raw, raw_offsets, keys, counts, max_bucket, known)
+    want_ids, want_new, given = [], [], {}
+    for u in range(n_units):
+        kind = 0 if u == 0 else 1
+        if not lengths[u]:
+            want_ids.append(-1)
+        elif exact[u] >= 0:
+            want_ids.append(exact[u])
+        elif (hashes[u], kind) in given:
+            want_ids.append(given[(hashes[u], kind)])
+        else:
+            want_ids.append(given.setdefault((hashes[u], kind), 100 + len(want_new)))
+            want_new.append(u)
+        if lengths[u] and exact[u] >= 0:
+            given.setdefault((hashes[u], kind), exact[u])
+    assert ids.tolist() == want_ids and new.tolist() == want_new
+    assert sizes.tolist() == [len(set(units_raw[u])) for u in want_new]
+    assert bits.tolist() == shingle_bits(raw, raw_offsets)[want_new].tolist()
+    want_roomy = (counts.max() + sum(1 for n in lengths if n) <= max_bucket
+                  and all(len(set(keys[u].tolist())) == n_bands for u in want_new))
+    assert roomy == want_roomy
+    if roomy:
+        assert placed.tolist() == keys[want_new].ravel().tolist()
+
