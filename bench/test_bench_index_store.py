@@ -7,7 +7,7 @@ to a large index. The index runs its kernels on the calling thread, so one proce
         --benchmark-only --benchmark-columns=median,mean,rounds
 
 Sizes default to 2,000 documents (CI); each size's index is built once with Index.bulk (build
-rate recorded too) into bench/.cache/ (about 6.5 KB of file per document; 100,000 take a few
+rate recorded too) into bench/.cache/ (about 5.3 KB of file per document; 100,000 take a few
 minutes to generate and build) and copied for each session, since add changes it. Each test
 times ROUNDS single calls, each on a document not seen before: half are light edits of
 stored documents (near-duplicates to find), half new. extra_info holds docs_per_s (1 / mean),
