@@ -16,7 +16,8 @@ from .minhash import EMPTY_SLOT, LOW32, _signature_into
 from .normalize import EXPANSION_BASE, _decode_utf8, _normalize_one
 from .shingle import CHAR, _combine, _fill_shingles, _finish, _n_shingles
 from .verify import (
-    _BITS_SHIFT, BIT_WORDS, _stamp_insert, is_edge_pair, pair_overlaps, set_similarity,
+    _BITS_SHIFT, BIT_WORDS, _stamp_insert, _table_size, is_edge_pair, pair_overlaps,
+    set_similarity,
 )
 
 
@@ -423,9 +424,7 @@ def store_units(hashes, norm_offsets, exact, next_id, raw, raw_offsets, keys, bu
     for k in range(n_new):
         u = new[k]
         most = max(most, raw_offsets[u + 1] - raw_offsets[u])
-    table = 16
-    while table < 2 * most:
-        table <<= 1
+    table = _table_size(most)
     mask = np.uint64(table - 1)
     slot_key = np.empty(table, dtype=np.uint64)
     slot_stamp = np.zeros(table, dtype=np.int64)

@@ -285,9 +285,7 @@ def pair_bound(raw, raw_offsets, left, right_ids, sizes, bits, threshold,
     for k in range(n_pairs):
         if left[k] > 0:
             most = max(most, raw_offsets[left[k] + 1] - raw_offsets[left[k]])
-    size = 16
-    while size < 2 * most:
-        size <<= 1
+    size = _table_size(most)
     mask = np.uint64(size - 1)
     slot_key = np.empty(size, dtype=np.uint64)
     slot_stamp = np.zeros(size, dtype=np.int64)

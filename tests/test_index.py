@@ -437,30 +437,25 @@ def test_unit_ids_are_never_given_twice(tmp_path):
         assert min(ids) > largest + len(SHARED) + 1
 
 
-def test_a_check_that_meets_a_damaged_text_says_so(tmp_path):
+@pytest.mark.parametrize("damage, text, message", [
+    ("UPDATE units SET norm = NULL", SHARED[0].replace("the", "those", 1),
+     "damaged: the text of unit"),
+    ("UPDATE docs SET paragraphs = x''", "Something else entirely, on a line of its own.\n"
+     + SHARED[0], "damaged: document 'a' lacks a paragraph"),
+])
+def test_a_check_that_meets_damage_says_so(tmp_path, damage, text, message):
+    """A stored text that is gone (to verify a near copy against), a paragraph list that
+    lacks the row the paragraphs table names (to name an exact copy's place): a clear error."""
     path = tmp_path / "a.idx"
     with Index.open(path) as index:
         index.add("a", "\n".join(SHARED))
     conn = sqlite3.connect(path)
-    conn.execute("UPDATE units SET norm = NULL")
+    conn.execute(damage)
     conn.commit()
     conn.close()
     with Index.open(path, read_only=True) as index:
-        with pytest.raises(InputError, match="damaged: the text of unit"):
-            index.check(SHARED[0].replace("the", "those", 1))
-
-
-def test_a_check_that_meets_a_damaged_paragraph_list_says_so(tmp_path):
-    path = tmp_path / "a.idx"
-    with Index.open(path) as index:
-        index.add("a", "\n".join(SHARED))
-    conn = sqlite3.connect(path)
-    conn.execute("UPDATE docs SET paragraphs = x''")
-    conn.commit()
-    conn.close()
-    with Index.open(path, read_only=True) as index:
-        with pytest.raises(InputError, match="damaged: document 'a' lacks a paragraph"):
-            index.check("Something else entirely, on a line of its own.\n" + SHARED[0])
+        with pytest.raises(InputError, match=message):
+            index.check(text)
 
 
 def test_remove_leaves_what_a_fresh_index_would_hold(tmp_path, corpus):
