@@ -340,9 +340,8 @@ class _Analysis:
 class _Found:
     """What a lookup found for an analysis, kept for storing it afterwards."""
 
-    exact: dict        # unit -> stored unit id with the same normalized text
     bucket_counts: np.ndarray  # like analysis.keys: stored units in each key's bucket
-    exact_ids: np.ndarray  # exact as an array: the stored id per unit, -1 for none
+    exact_ids: np.ndarray  # per unit: the stored unit with the same normalized text, or -1
     verdict_parts: tuple
 
 
@@ -1103,8 +1102,7 @@ class Index:
         nothing to read: no exact copy and no candidate)."""
         exact, bucket_counts, left, right_ids, exact_ids = candidates
         pairs = self._verify(conn, analysis, left, right_ids) if left.size else []
-        return _Found(exact, bucket_counts, exact_ids,
-                      self._describe(conn, analysis, exact, pairs))
+        return _Found(bucket_counts, exact_ids, self._describe(conn, analysis, exact, pairs))
 
     def _verify(self, conn, analysis, left, right_ids) -> list[tuple]:
         """Verified repeats: (unit, stored id, kind, similarity, jaccard, containment,
@@ -1309,7 +1307,7 @@ class Index:
             for k, (unit_id, kind, unit_hash, size, count) in enumerate(zip(
                     new_ids.tolist(), kinds.tolist(), hashes.tolist(), sizes.tolist(),
                     counts.tolist())):
-                new_rows.append((unit_id, kind, unit_hash, lengths[k], size, new_ids[0].item(),
+                new_rows.append((unit_id, kind, unit_hash, lengths[k], size, next_unit,
                                  *spans[k], blob if k == 0 else None,
                                  key_bytes[key_at:key_at + 8 * count],
                                  bit_bytes[64 * k:64 * k + 64]))
@@ -1656,14 +1654,16 @@ class Index:
         doc_id, doc_unit, spans = row
         units = np.frombuffer(spans[:len(spans) // _SPAN.size * _SPAN.size], dtype="<i8")[::4]
         positions = np.flatnonzero(units >= 0)
+        paragraph_units = units[positions].tolist()
         conn.executemany("DELETE FROM paragraphs WHERE unit = ? AND doc = ? AND position = ?",
                          [(unit_id, doc_id, position) for unit_id, position in
-                          zip(units[positions].tolist(), positions.tolist())])
+                          zip(paragraph_units, positions.tolist())])
         conn.execute("DELETE FROM docs WHERE id = ?", (doc_id,))
-        used = set(units[positions].tolist())
+        used = set(paragraph_units)
         if doc_unit is not None:
             used.add(doc_unit)
-        # the units no other document or paragraph uses (through docs_unit, paragraphs_unit)
+        # the units no other document or paragraph uses (through docs_unit, and the
+        # paragraphs table's key, which starts with the unit)
         dead = [unit_id for (unit_id,) in conn.execute(
             "SELECT j.value FROM json_each(?) j WHERE NOT EXISTS (SELECT 1 FROM paragraphs "
             "WHERE unit = j.value) AND NOT EXISTS (SELECT 1 FROM docs WHERE unit = j.value)",
@@ -1671,7 +1671,7 @@ class Index:
         if dead:
             self._hand_over(conn, dead)
             # ids are never given again: the next one is above this too
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_removed_unit', ?) ",
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_removed_unit', ?)",
                          (str(max(max(dead), self._last_removed_unit(conn))),))
             conn.executemany("DELETE FROM units WHERE id = ?", [(d,) for d in dead])
             conn.executemany("INSERT INTO dropped (unit) VALUES (?)", [(d,) for d in dead])
