@@ -16,7 +16,7 @@ from .minhash import EMPTY_SLOT, LOW32, _signature_into
 from .normalize import EXPANSION_BASE, _decode_utf8, _normalize_one
 from .shingle import CHAR, _combine, _fill_shingles, _finish, _n_shingles
 from .verify import (
-    _BITS_SHIFT, BIT_WORDS, _stamp_insert, _table_size, is_edge_pair, pair_overlaps,
+    BIT_WORDS, _stamp_insert, _table_size, is_edge_pair, mark_part, pair_overlaps,
     set_similarity,
 )
 
@@ -410,8 +410,8 @@ def store_units(hashes, norm_offsets, exact, next_id, raw, raw_offsets, keys, bu
         if exact[u] >= 0:
             ids[u] = exact[u]
             continue
-        for v in range(1, u):  # a paragraph met before in this text
-            if ids[v] >= 0 and hashes[v] == hashes[u] and u > 0:
+        for v in range(1, u):  # a paragraph met before in this text (never the document)
+            if ids[v] >= 0 and hashes[v] == hashes[u]:
                 ids[u] = ids[v]
                 break
         if ids[u] < 0:
@@ -434,8 +434,7 @@ def store_units(hashes, norm_offsets, exact, next_id, raw, raw_offsets, keys, bu
         count = 0
         for i in range(raw_offsets[u], raw_offsets[u + 1]):
             h = raw[i]
-            part = h >> _BITS_SHIFT
-            bits[k, part >> np.uint64(6)] |= np.uint64(1) << (part & np.uint64(63))
+            mark_part(bits, k, h)
             if sizes_known[u] < 0 and _stamp_insert(slot_key, slot_stamp, mask, h, k + 1):
                 count += 1
         sizes[k] = sizes_known[u] if sizes_known[u] >= 0 else count

@@ -251,6 +251,13 @@ _BITS_SHIFT = np.uint64(55)
 BIT_WORDS = 8
 
 
+@njit(cache=True, inline="always")
+def mark_part(bits, row, h):
+    """Set, in bits[row], the bit of the part of the hash space hash h falls in."""
+    part = h >> _BITS_SHIFT
+    bits[row, part >> np.uint64(6)] |= np.uint64(1) << (part & np.uint64(63))
+
+
 @njit(cache=True)
 def shingle_bits(raw, raw_offsets):
     """Which of 512 parts of the hash space each unit's shingles fall in (the top 9 bits of
@@ -260,8 +267,7 @@ def shingle_bits(raw, raw_offsets):
     bits = np.zeros((n_units, BIT_WORDS), dtype=np.uint64)
     for unit in range(n_units):
         for i in range(raw_offsets[unit], raw_offsets[unit + 1]):
-            part = raw[i] >> _BITS_SHIFT
-            bits[unit, part >> np.uint64(6)] |= np.uint64(1) << (part & np.uint64(63))
+            mark_part(bits, unit, raw[i])
     return bits
 
 
